@@ -1,0 +1,24 @@
+// The oci-userns executable. Dispatches before loading anything heavy: the
+// hook and the runtime shim sit on every container's start path, so they
+// must not pay for yargs or for the modules of other commands.
+
+const args = process.argv.slice(2);
+
+async function run(): Promise<number> {
+  if (args[0] === 'hook') {
+    const { main } = await import('../hooks/run');
+    return main(args.slice(1), { stdin: process.stdin, stderr: process.stderr, env: process.env });
+  }
+  const { main } = await import('../cli/index');
+  return main(args);
+}
+
+run().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`oci-userns: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,86 @@
+// Entry of `oci-userns hook <stage>`, the path runtimes call. Kept free of
+// yargs and of every module the hook does not need, because each container
+// start pays for what is loaded here.
+
+import { loadConfig } from '../lib/config-file';
+import { DEFAULTS, type Config } from '../lib/config';
+import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
+import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook';
+import { openFileLogger, type FileLogger } from '../lib/log';
+
+export interface HookIo {
+  stdin: NodeJS.ReadableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+}
+
+interface HookArgs {
+  stage: string;
+  configPath?: string;
+}
+
+const USAGE = `usage: oci-userns hook <${HOOK_STAGES.join('|')}> [--config FILE]`;
+
+function parseHookArgs(args: string[]): HookArgs {
+  let stage: string | undefined;
+  let configPath: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--config') {
+      configPath = args[++i];
+      if (configPath === undefined) throw new InputError(`--config needs a file; ${USAGE}`);
+    } else if (arg.startsWith('--config=')) {
+      configPath = arg.slice('--config='.length);
+    } else if (arg.startsWith('-') || stage !== undefined) {
+      throw new InputError(`unexpected argument '${arg}'; ${USAGE}`);
+    } else {
+      stage = arg;
+    }
+  }
+  if (stage === undefined) throw new InputError(`missing stage; ${USAGE}`);
+  return { stage, configPath };
+}
+
+export async function main(args: string[], io: HookIo): Promise<number> {
+  const started = process.hrtime.bigint();
+  const elapsed = () => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+  let stage = args.find((a) => !a.startsWith('-')) ?? 'hook';
+  let config: Config | undefined;
+  let logger: FileLogger | undefined;
+  try {
+    const parsed = parseHookArgs(args);
+    stage = parsed.stage;
+    if (!isHookStage(stage)) throw new InputError(`unknown stage '${stage}'; ${USAGE}`);
+    config = await loadConfig({ path: parsed.configPath, env: io.env });
+    logger = openFileLogger({ file: config.logFile, level: config.logLevel, fields: { stage } });
+    const outcome: HookOutcome = await runHook({ stage, stdin: io.stdin, config, logger });
+    logger.info(outcome.outcome === 'done' ? `${stage} done` : `${stage}: nothing to do (${outcome.reason})`, {
+      containerId: outcome.containerId,
+      outcome: outcome.outcome,
+      status: outcome.status,
+      pid: outcome.pid,
+      bundle: outcome.bundle,
+      durationMs: elapsed(),
+    });
+    return 0;
+  } catch (error) {
+    const expected = isUsernsError(error);
+    const reason = expected ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
+    const line = `oci-userns: ${stage}: ${reason}`;
+    io.stderr.write(`${line}\n`);
+    // Without a valid config there is no configured log; the environment's
+    // or the default log file still gets the line crun would have dropped.
+    logger ??= openFileLogger({ file: io.env.OCI_USERNS_LOG_FILE ?? DEFAULTS.logFile, level: 'error', fields: { stage } });
+    logger.error(line, {
+      containerId: expected ? error.containerId : undefined,
+      outcome: 'error',
+      error: expected ? error.name : 'InternalError',
+      path: expected ? error.path : undefined,
+      stack: expected ? undefined : (error as Error)?.stack,
+      durationMs: elapsed(),
+    });
+    return expected ? error.exitCode : INTERNAL_EXIT_CODE;
+  } finally {
+    await logger?.close();
+  }
+}

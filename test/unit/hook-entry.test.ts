@@ -1,0 +1,114 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { main } from '../../hooks/run';
+
+const fixtures = join(import.meta.dirname, '..', 'fixtures');
+const spec = JSON.parse(readFileSync(join(fixtures, 'config-runc-spec-userns.json'), 'utf8'));
+
+const test = suite('oci-userns hook: exit code, one stderr line, one log line');
+let dir = '';
+let logFile = '';
+let configFile = '';
+test.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-hook-'));
+  logFile = join(dir, 'log', 'hook.log');
+  configFile = join(dir, 'oci-userns.json');
+  writeFileSync(configFile, JSON.stringify({ logFile, stateDir: join(dir, 'state'), limits: { stdinTimeoutMs: 300 } }));
+  mkdirSync(join(dir, 'bundle', 'rootfs'), { recursive: true });
+});
+test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+async function runHook(args: string[], stdin: string | undefined, env: NodeJS.ProcessEnv = {}) {
+  const input = new PassThrough();
+  if (stdin !== undefined) input.end(stdin);
+  let stderr = '';
+  const err = new Writable({
+    write(chunk, _enc, done) {
+      stderr += chunk.toString();
+      done();
+    },
+  });
+  const code = await main(args, { stdin: input, stderr: err, env: { OCI_USERNS_CONFIG: configFile, ...env } });
+  let log: Array<Record<string, unknown>> = [];
+  try {
+    log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  } catch {
+    // no log written
+  }
+  return { code, stderr, log };
+}
+
+const state = (over: Record<string, unknown> = {}) => JSON.stringify({ ociVersion: '1.0.2-dev', id: 'c1', status: 'creating', pid: process.pid, bundle: join(dir, 'bundle'), ...over });
+const writeSpec = (value: unknown) => writeFileSync(join(dir, 'bundle', 'config.json'), JSON.stringify(value));
+
+test('a container without a user namespace: exit 0, nothing to do, logged', async () => {
+  writeSpec({ ...spec, linux: { ...spec.linux, namespaces: [{ type: 'pid' }, { type: 'mount' }] } });
+  const { code, stderr, log } = await runHook(['createRuntime'], state());
+  assert.is(code, 0);
+  assert.is(stderr, '');
+  assert.is(log.length, 1);
+  assert.is(log[0]!.outcome, 'not-applicable');
+  assert.is(log[0]!.containerId, 'c1');
+  assert.is(log[0]!.stage, 'createRuntime');
+  assert.type(log[0]!.durationMs, 'number');
+  assert.type(log[0]!.time, 'string');
+});
+test('malformed input: one stderr line "oci-userns: <stage>: <reason>", the same line in the log', async () => {
+  writeSpec(spec);
+  for (const [stdin, reason] of [
+    ['', 'state on stdin is empty'],
+    ['not json', 'state on stdin is not valid JSON'],
+    [state({ id: undefined }), "missing required key 'id'"],
+    [state({ bundle: join(dir, 'missing') }), 'does not exist'],
+  ] as const) {
+    rmSync(logFile, { force: true });
+    const { code, stderr, log } = await runHook(['prestart'], stdin);
+    assert.is(code, 2);
+    assert.is(stderr.split('\n').length, 2, `one line: ${stderr}`);
+    assert.ok(stderr.startsWith('oci-userns: prestart: ') && stderr.includes(reason), stderr);
+    assert.is(log[0]!.message, stderr.trim());
+    assert.is(log[0]!.outcome, 'error');
+  }
+});
+test('stdin that never closes times out', async () => {
+  writeSpec(spec);
+  const input = new PassThrough();
+  input.write('{');
+  const { code, stderr } = await (async () => {
+    let stderr = '';
+    const err = new Writable({ write: (c, _e, d) => ((stderr += c.toString()), d()) });
+    const code = await main(['createRuntime'], { stdin: input, stderr: err, env: { OCI_USERNS_CONFIG: configFile } });
+    return { code, stderr };
+  })();
+  assert.is(code, 2);
+  assert.match(stderr, 'did not end within 300 ms');
+});
+test('an invalid config file fails with exit 3 naming the key, logged to OCI_USERNS_LOG_FILE', async () => {
+  writeSpec(spec);
+  writeFileSync(configFile, JSON.stringify({ shift: { mod: 'auto' } }));
+  const { code, stderr, log } = await runHook(['createRuntime'], state(), { OCI_USERNS_LOG_FILE: logFile });
+  assert.is(code, 3);
+  assert.match(stderr, /^oci-userns: createRuntime: config file .* unknown key 'shift.mod'\n$/);
+  assert.is(log[0]!.message, stderr.trim());
+});
+test('an unknown stage or argument is a usage error', async () => {
+  const bad = await runHook(['prestop'], state());
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /^oci-userns: prestop: unknown stage 'prestop'; usage: oci-userns hook/);
+  const extra = await runHook(['poststop', '--force'], state());
+  assert.is(extra.code, 2);
+  assert.match(extra.stderr, "unexpected argument '--force'");
+});
+test('debug level records the full input', async () => {
+  writeSpec(spec);
+  const { code, log } = await runHook(['poststop'], state({ status: 'stopped', pid: undefined }), { OCI_USERNS_LOG_LEVEL: 'debug' });
+  assert.is(code, 0);
+  const received = log.find((l) => l.message === 'state received');
+  assert.ok(received && String(received.state).includes('"status":"stopped"'));
+  assert.ok(log.some((l) => l.message === 'config.json read' && (l.spec as { ociVersion: string }).ociVersion === spec.ociVersion));
+});
+test.run();
