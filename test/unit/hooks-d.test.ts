@@ -87,14 +87,15 @@ when('annotated non-systemd containers get createRuntime and poststop once', () 
   }
 });
 when('only the exact annotation key and value "true" opt in', () => {
-  for (const annotations of [
+  const cases: Record<string, string>[] = [
     { 'io.oci-userns.enable': 'false' },
     { 'io.oci-userns.enable': 'TRUE' },
     { 'io.oci-userns.enable': 'true ' },
     { 'io.oci-userns.enabled': 'true' },
     { 'x.io.oci-userns.enable': 'true' },
     { 'ioXoci-userns.enable': 'true' },
-  ]) {
+  ];
+  for (const annotations of cases) {
     assert.equal(injected('/bin/sh', annotations), [], JSON.stringify(annotations));
   }
 });
