@@ -4,6 +4,7 @@
 import yargs from 'yargs';
 import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
 import { closeLoggers, VERSION } from './context';
+import doctor from './doctor';
 import validate from './validate';
 
 const HOOK_USAGE = 'hook <prestart|createRuntime|poststop>';
@@ -17,6 +18,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', global: true, describe: 'print machine-readable JSON' })
     .command(HOOK_USAGE, 'OCI hook entry for runtimes: reads the state on stdin (see README)')
     .command([...validate])
+    .command([...doctor])
     .demandCommand(1, 'name a command; see --help')
     .strict()
     .version(VERSION)
