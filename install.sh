@@ -12,8 +12,8 @@ usage: ./install.sh [options]          install (builds dist/ first if needed)
        ./install.sh --uninstall [--prefix DIR]   remove what an install wrote
 
   --prefix DIR        program in DIR/bin (default /usr/local)
-  --hooks-dir DIR     hooks.d folder (default /usr/share/containers/oci/hooks.d;
-                      /etc/containers/oci/hooks.d is the admin's choice)
+  --hooks-dir DIR     hooks.d folder (default /usr/share/containers/oci/hooks.d, the only
+                      one podman 4 and CRI-O read unless hooks_dir says otherwise)
   --config FILE       config file the hooks read (default /etc/containers/oci-userns.json);
                       a default one is written only if FILE does not exist
   --node PATH         node binary the program runs with (default: node on PATH)
@@ -357,8 +357,10 @@ else
   say wrote "$MANIFEST"
 fi
 
-if [ "$HOOKS_DIR" = /usr/share/containers/oci/hooks.d ] || [ "$HOOKS_DIR" = /etc/containers/oci/hooks.d ]; then
+if [ "$HOOKS_DIR" = /usr/share/containers/oci/hooks.d ]; then
   echo "oci-userns: done; podman and CRI-O read $HOOKS_DIR by default."
+elif [ -n "$CONTAINERS_CONF$CRIO" ]; then
+  echo "oci-userns: done; the drop-ins name $HOOKS_DIR in hooks_dir (engines read only the folders listed there, or their default /usr/share/containers/oci/hooks.d)."
 else
   echo "oci-userns: done; engines read $HOOKS_DIR only when told: podman --hooks-dir, or hooks_dir in containers.conf / crio.conf (--containers-conf, --crio)."
 fi

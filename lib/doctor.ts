@@ -97,7 +97,10 @@ export const HOOK_FILE_NAMES = [
   'oci-userns-systemd-poststop.json',
 ] as const;
 
+/** Where doctor looks for our files without --hooks-dir. */
 export const DEFAULT_HOOKS_DIRS = ['/usr/share/containers/oci/hooks.d', '/etc/containers/oci/hooks.d'] as const;
+/** The one folder podman 4 and CRI-O read with no hooks_dir configured (measured with podman 4.3.1). */
+export const ENGINE_DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
 
 const pass = (name: string, detail: string): Check => ({ name, status: 'pass', detail });
 const warn = (name: string, detail: string, fix: string): Check => ({ name, status: 'warn', detail, fix });
@@ -315,9 +318,10 @@ export function checkHooks(hooks: HooksFacts): Check {
       }
     }
   }
-  const where = (DEFAULT_HOOKS_DIRS as readonly string[]).includes(hooks.dir)
-    ? `${hooks.dir} (read by podman and CRI-O by default)`
-    : `${hooks.dir} (read only when named: podman --hooks-dir, hooks_dir in containers.conf or crio.conf)`;
+  const where =
+    hooks.dir === ENGINE_DEFAULT_HOOKS_DIR
+      ? `${hooks.dir} (read by podman and CRI-O by default)`
+      : `${hooks.dir} (read only when named: podman --hooks-dir, hooks_dir in containers.conf or crio.conf)`;
   if (problems.length > 0) return fail(name, `${where}: ${[...problems, ...warnings].join('; ')}`, fix);
   if (warnings.length > 0) return warn(name, `${where}: ${warnings.join('; ')}`, fix);
   return pass(name, `${where}: ${HOOK_FILE_NAMES.length} definitions valid, running ${[...programs].join(', ')}`);

@@ -180,6 +180,7 @@ hooks('the program: missing, #!/usr/bin/env node (warn: no PATH for hooks), a mi
 });
 hooks('a folder engines do not read by default is named as such', () => {
   assert.match(checkHooks(hooksFacts({ dir: '/opt/hooks' })).detail, /read only when named: podman --hooks-dir/);
+  assert.match(checkHooks(hooksFacts({ dir: '/etc/containers/oci/hooks.d' })).detail, /read only when named/, 'podman 4.3 reads only /usr/share/... unless configured');
 });
 hooks.run();
 
