@@ -1,0 +1,167 @@
+// End to end with real podman and runc: oci-userns installed by install.sh
+// into a temporary prefix and hooks folder, a Debian systemd image imported
+// from the cached debootstrap rootfs, `--userns=auto --systemd=always`.
+// Needs root, podman, runc and cgroup2 (at /sys/fs/cgroup, or elsewhere on
+// a hybrid host, where each podman session runs in a private mount
+// namespace whose /sys/fs/cgroup is the cgroup2 hierarchy).
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cgroup2MountPoint } from '../../lib/doctor';
+
+const root = join(import.meta.dirname, '..', '..');
+const IMAGE = 'localhost/oci-userns-debian-systemd';
+// No pids controller on this machine's cgroup2 and no CAP_SYS_RESOURCE to raise rlimits.
+const RUN = ['--runtime', 'runc', '--pids-limit', '-1', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+const SUBID_LINE = 'containers:2147483647:2147483648';
+
+async function commandExists(name: string): Promise<boolean> {
+  return (await execa('sh', ['-c', `command -v ${name}`], { reject: false })).exitCode === 0;
+}
+
+async function whyNot(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['podman', 'runc', 'unshare']) if (!(await commandExists(tool))) return `${tool} is not installed`;
+  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  if (cgroup2MountPoint(mountinfo) === undefined) return 'no cgroup2 hierarchy is mounted';
+  return undefined;
+}
+
+/**
+ * Runs a shell script where podman sees cgroup2 at /sys/fs/cgroup: directly
+ * on a unified host, else in a private mount namespace (hybrid host). A
+ * container started there must be exec'd, stopped and removed in the same
+ * script, because its rootfs mount lives in that namespace.
+ */
+function engineShell(script: string, env: Record<string, string> = {}) {
+  const unified = cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
+  const argv = unified
+    ? ['sh', '-c', script]
+    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
+  return execa(argv[0]!, argv.slice(1), { env, reject: false, all: true, timeout: 180_000 });
+}
+
+/** Like an admin: add the containers range for --userns=auto only when there is none. */
+function ensureSubids() {
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if (text.split('\n').some((l) => l.startsWith('containers:'))) continue;
+    appendFileSync(file, `${text === '' || text.endsWith('\n') ? '' : '\n'}${SUBID_LINE}\n`);
+    console.log(`podman e2e: added '${SUBID_LINE}' to ${file} (needed by --userns=auto)`);
+  }
+}
+
+async function ensureImage() {
+  if ((await execa('podman', ['image', 'exists', IMAGE], { reject: false })).exitCode === 0) return;
+  const { stdout: tarball } = await execa(join(root, 'scripts', 'debian-rootfs.sh'));
+  await execa('podman', ['import', '--change', 'CMD ["/sbin/init"]', tarball.trim(), IMAGE]);
+}
+
+const skip = await whyNot();
+const test = suite('podman 4 + runc: systemd in a user namespace through the installed hooks.d files');
+let dir = '';
+let hooksDir = '';
+let logFile = '';
+const names: string[] = [];
+
+test.before(async () => {
+  if (skip) return;
+  ensureSubids();
+  await ensureImage();
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-podman-'));
+  // The container's root maps to an unprivileged host uid that must reach the hook's files.
+  chmodSync(dir, 0o755);
+  hooksDir = join(dir, 'hooks.d');
+  logFile = join(dir, 'log', 'oci-userns.log');
+  const config = join(dir, 'oci-userns.json');
+  writeFileSync(config, JSON.stringify({ logFile, stateDir: join(dir, 'state') }));
+  const install = await execa('bash', [join(root, 'install.sh'), '--no-build', '--prefix', join(dir, 'prefix'), '--hooks-dir', hooksDir, '--config', config], { reject: false, all: true });
+  assert.is(install.exitCode, 0, install.all);
+});
+test.after(async () => {
+  if (skip) return;
+  if (names.length > 0) await engineShell(`podman rm -f --ignore ${names.join(' ')} >/dev/null`);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const uniqueName = (what: string) => {
+  const name = `oci-userns-e2e-${what}-${process.pid}`;
+  names.push(name);
+  return name;
+};
+
+/** The log lines of one container, by its id. */
+function logLines(containerId: string): Array<{ stage: string; message: string; outcome: string }> {
+  if (!existsSync(logFile)) return [];
+  return readFileSync(logFile, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.containerId === containerId);
+}
+
+async function containerId(name: string, cidFile: string): Promise<string> {
+  assert.ok(existsSync(cidFile), `podman wrote no container id for ${name}`);
+  return readFileSync(cidFile, 'utf8').trim();
+}
+
+if (skip) {
+  console.log(`SKIPPED podman e2e: ${skip}`);
+  test.skip('podman e2e (skipped)', () => {});
+} else {
+  test('without the hooks: the systemd container exits 255 (runc does not delegate the cgroup)', async () => {
+    const name = uniqueName('nohooks');
+    const result = await engineShell(`podman run --rm --name ${name} --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init`);
+    assert.is(result.exitCode, 255, result.all);
+  });
+
+  test('with the hooks: systemd boots to running or degraded; each stage ran once', async () => {
+    const name = uniqueName('systemd');
+    const cid = join(dir, `${name}.cid`);
+    const result = await engineShell(
+      [
+        // -t gives systemd a console, so `podman logs` has its boot messages when it fails.
+        `podman run -d -t --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init >/dev/null`,
+        `state=$(timeout 90 podman exec ${name} systemctl is-system-running --wait)`,
+        'echo "state=$state"',
+        `case "$state" in running|degraded) ;; *) podman logs --tail 15 ${name} ;; esac`,
+        `podman stop -t 10 ${name} >/dev/null`,
+        `podman rm -f ${name} >/dev/null`,
+      ].join('\n'),
+    );
+    assert.match(result.stdout, /^state=(running|degraded)$/m, result.all);
+    const lines = logLines(await containerId(name, cid));
+    assert.equal(
+      lines.map((l) => [l.stage, l.outcome]),
+      [
+        ['createRuntime', 'done'],
+        ['poststop', 'done'],
+      ],
+      'the annotation on a systemd container must not start the hook twice',
+    );
+  });
+
+  test('a non-systemd container without the annotation never starts the hook', async () => {
+    const name = uniqueName('plain');
+    const cid = join(dir, `${name}.cid`);
+    const result = await engineShell(`podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`);
+    assert.is(result.exitCode, 0, result.all);
+    assert.equal(logLines(await containerId(name, cid)), [], 'no log line: the hook was not started');
+  });
+
+  test('a non-systemd container with io.oci-userns.enable=true gets createRuntime and poststop once', async () => {
+    const name = uniqueName('annotated');
+    const cid = join(dir, `${name}.cid`);
+    const result = await engineShell(
+      `podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`,
+    );
+    assert.is(result.exitCode, 0, result.all);
+    assert.equal(logLines(await containerId(name, cid)).map((l) => l.stage), ['createRuntime', 'poststop']);
+  });
+}
+
+test.run();
