@@ -4,6 +4,7 @@
 // folder. Each check says what was found and, when it is not a pass, what
 // to do.
 
+import { cgroup2Mount, parseMountinfo, visibleMounts, type Mount } from './mountinfo';
 import { schemaProblem } from './schemas';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -14,12 +15,6 @@ export interface Check {
   detail: string;
   /** What to do; present for warn and fail. */
   fix?: string;
-}
-
-export interface Mount {
-  mountPoint: string;
-  fsType: string;
-  superOptions: string[];
 }
 
 /** What a path is, as lstat sees it; undefined fields when it does not exist. */
@@ -105,31 +100,6 @@ export const ENGINE_DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
 const pass = (name: string, detail: string): Check => ({ name, status: 'pass', detail });
 const warn = (name: string, detail: string, fix: string): Check => ({ name, status: 'warn', detail, fix });
 const fail = (name: string, detail: string, fix: string): Check => ({ name, status: 'fail', detail, fix });
-
-/** Mountinfo escapes space, tab, newline and backslash as octal. */
-const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-
-export function parseMountinfo(text: string): Mount[] {
-  const mounts: Mount[] = [];
-  for (const line of text.split('\n')) {
-    const separator = line.indexOf(' - ');
-    if (separator < 0) continue;
-    const before = line.slice(0, separator).split(' ');
-    const after = line.slice(separator + 3).split(' ');
-    if (before.length < 6 || after.length < 3) continue;
-    mounts.push({ mountPoint: unescape(before[4]!), fsType: after[0]!, superOptions: after[2]!.split(',') });
-  }
-  return mounts;
-}
-
-/**
- * The mounts still visible: a later mount at the same point or at a parent
- * hides the earlier ones beneath it (mountinfo lists mounts in mount order).
- */
-function visibleMounts(mounts: Mount[]): Mount[] {
-  const covers = (upper: string, lower: string) => upper === lower || upper === '/' || lower.startsWith(`${upper}/`);
-  return mounts.filter((mount, i) => !mounts.slice(i + 1).some((later) => covers(later.mountPoint, mount.mountPoint)));
-}
 
 const v1Controllers = (mount: Mount) => mount.superOptions.filter((o) => o !== 'rw' && o !== 'ro' && !o.startsWith('release_agent') && o !== 'noprefix' && o !== 'clone_children' && o !== 'xattr');
 
@@ -379,8 +349,7 @@ export function runChecks(facts: HostFacts): Check[] {
 
 /** The cgroup2 mount whose controllers the probe should read. */
 export function cgroup2MountPoint(mountinfo: string): string | undefined {
-  const v2 = visibleMounts(parseMountinfo(mountinfo)).filter((m) => m.fsType === 'cgroup2');
-  return (v2.find((m) => m.mountPoint === '/sys/fs/cgroup') ?? v2[0])?.mountPoint;
+  return cgroup2Mount(mountinfo)?.mountPoint;
 }
 
 export function formatChecks(checks: Check[]): string {

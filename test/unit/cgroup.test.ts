@@ -1,0 +1,153 @@
+import { lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { delegateCgroup, delegationProblems, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup';
+import { HostError, InputError, RefusedError } from '../../lib/errors';
+import type { Spec } from '../../lib/spec';
+
+// A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc
+// with the container's cgroup file, and the kernel's delegate list.
+let root = '';
+let cgroupfs = '';
+const PID = 4242;
+const UID = 300000;
+const GID = 300001;
+
+function host(cgroupLine: string, mountRoot = '/') {
+  cgroupfs = join(root, 'cgroup');
+  mkdirSync(cgroupfs, { recursive: true });
+  mkdirSync(join(root, 'proc', String(PID)), { recursive: true });
+  writeFileSync(join(root, 'proc', String(PID), 'cgroup'), cgroupLine);
+  writeFileSync(
+    join(root, 'mountinfo'),
+    [`31 23 0:28 / ${root}/v1 rw - tmpfs tmpfs rw`, `41 31 0:38 ${mountRoot} ${cgroupfs} rw,nosuid - cgroup2 cgroup2 rw`, ''].join('\n'),
+  );
+  writeFileSync(join(root, 'delegate'), 'cgroup.procs\ncgroup.threads\ncgroup.subtree_control\nmemory.oom.group\nmemory.reclaim\n');
+}
+
+function cgroupDir(rel: string, files = ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'cpu.max', 'memory.max']) {
+  const dir = join(cgroupfs, rel);
+  mkdirSync(dir, { recursive: true });
+  for (const f of files) writeFileSync(join(dir, f), '');
+  return dir;
+}
+
+const options = (over: Partial<DelegateOptions> = {}): DelegateOptions => ({
+  pid: PID,
+  uid: UID,
+  gid: GID,
+  containerId: 'c1',
+  procRoot: join(root, 'proc'),
+  mountinfoPath: join(root, 'mountinfo'),
+  delegateFile: join(root, 'delegate'),
+  ...over,
+});
+const owner = (path: string) => {
+  const s = lstatSync(path);
+  return `${s.uid}:${s.gid}`;
+};
+async function rejects(promise: Promise<unknown>, type: Function, pattern: RegExp) {
+  try {
+    await promise;
+    assert.unreachable('expected an error');
+  } catch (error) {
+    assert.instance(error, type);
+    assert.match((error as Error).message, pattern);
+  }
+}
+
+const test = suite('delegateCgroup on a fake cgroupfs');
+test.before.each(() => {
+  root = mkdtempSync(join(tmpdir(), 'oci-userns-cgroup-'));
+});
+test.after.each(() => rmSync(root, { recursive: true, force: true }));
+
+test('cgroupfs-driver path: the directory and the delegatable files, never controller files or the parent', async () => {
+  host('12:pids:/ignored\n0::/libpod_parent/libpod-abc\n');
+  const dir = cgroupDir('libpod_parent/libpod-abc');
+  const result = await delegateCgroup(options());
+  assert.is(result.cgroupPath, dir);
+  assert.is(result.alreadyDelegated, false);
+  assert.equal(result.changed.sort(), [dir, ...['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads'].map((f) => join(dir, f))].sort());
+  for (const f of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) assert.is(owner(join(dir, f)), `${UID}:${GID}`);
+  assert.is(owner(join(dir, 'cpu.max')), '0:0');
+  assert.is(owner(join(dir, 'memory.max')), '0:0');
+  assert.is(owner(join(cgroupfs, 'libpod_parent')), '0:0');
+});
+test('idempotent: a second run (or a runtime that delegated already, like crun) changes nothing', async () => {
+  host('0::/machine.slice/libpod-abc.scope\n');
+  cgroupDir('machine.slice/libpod-abc.scope');
+  await delegateCgroup(options());
+  const again = await delegateCgroup(options());
+  assert.is(again.alreadyDelegated, true);
+  assert.equal(again.changed, []);
+});
+test('systemd-driver paths, and a mount whose root is a subtree (cgroup namespace)', async () => {
+  host('0::/kubepods.slice/kubepods-burstable.slice/crio-abc.scope\n', '/kubepods.slice');
+  const dir = cgroupDir('kubepods-burstable.slice/crio-abc.scope');
+  assert.is((await delegateCgroup(options())).cgroupPath, dir);
+});
+test('the files come from the kernel list, else the documented minimum', async () => {
+  host('0::/c1\n');
+  const dir = cgroupDir('c1', ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'memory.oom.group']);
+  await delegateCgroup(options());
+  assert.is(owner(join(dir, 'memory.oom.group')), `${UID}:${GID}`);
+  host('0::/c2\n');
+  const dir2 = cgroupDir('c2', ['cgroup.procs', 'memory.oom.group']);
+  await delegateCgroup(options({ delegateFile: join(root, 'absent') }));
+  assert.is(owner(join(dir2, 'cgroup.procs')), `${UID}:${GID}`);
+  assert.is(owner(join(dir2, 'memory.oom.group')), '0:0');
+});
+test('refuses container root mapped to host root', async () => {
+  host('0::/c1\n');
+  cgroupDir('c1');
+  await rejects(delegateCgroup(options({ uid: 0 })), RefusedError, /container root maps to host uid 0/);
+  await rejects(delegateCgroup(options({ gid: 0 })), RefusedError, /host gid 0/);
+  assert.is(owner(join(cgroupfs, 'c1')), '0:0');
+});
+test('refuses the root cgroup, a path outside the mount, a symlink', async () => {
+  host('0::/\n');
+  await rejects(delegateCgroup(options()), RefusedError, /is the root cgroup/);
+  host('0::/elsewhere/c1\n', '/kubepods.slice');
+  await rejects(delegateCgroup(options()), RefusedError, /outside the cgroup2 mount/);
+  host('0::/link/c1\n');
+  mkdirSync(join(root, 'target', 'c1'), { recursive: true });
+  symlinkSync(join(root, 'target'), join(cgroupfs, 'link'));
+  await rejects(delegateCgroup(options()), RefusedError, /resolves through a symlink/);
+  assert.is(owner(join(root, 'target', 'c1')), '0:0');
+});
+test('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
+  host('0::/c1\n');
+  await rejects(delegateCgroup(options({ pid: 99999 })), InputError, /container process 99999 no longer exists/);
+  host('12:pids:/c1\n1:name=systemd:/c1\n');
+  await rejects(delegateCgroup(options()), HostError, /in no cgroup v2 hierarchy/);
+  writeFileSync(join(root, 'mountinfo'), `31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n`);
+  await rejects(delegateCgroup(options()), HostError, /no cgroup2 hierarchy is mounted \(cgroup v1 only\).*systemd.unified_cgroup_hierarchy=1/);
+});
+test.run();
+
+const pure = suite('cgroup path logic');
+pure('unifiedCgroupPath reads the 0:: line', () => {
+  assert.is(unifiedCgroupPath('3:cpu:/a\n0::/machine.slice/x.scope\n'), '/machine.slice/x.scope');
+  assert.is(unifiedCgroupPath('3:cpu:/a\n'), undefined);
+});
+pure('resolveCgroupDir refuses escapes', () => {
+  const mount = { root: '/', mountPoint: '/sys/fs/cgroup' };
+  assert.is(resolveCgroupDir(mount, '/a/b'), '/sys/fs/cgroup/a/b');
+  assert.throws(() => resolveCgroupDir(mount, '/a/../../etc'), /not a plain absolute path/);
+  assert.throws(() => resolveCgroupDir(mount, 'relative'), /not a plain absolute path/);
+});
+pure('delegationProblems follows the spec rules', () => {
+  const base: Spec = {
+    ociVersion: '1.0.2',
+    linux: { namespaces: [{ type: 'user' }, { type: 'cgroup' }] },
+    mounts: [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'rw'] }],
+  };
+  assert.equal(delegationProblems(base), []);
+  assert.equal(delegationProblems({ ...base, linux: { namespaces: [{ type: 'user' }] } }), ['the container has no cgroup namespace']);
+  assert.equal(delegationProblems({ ...base, mounts: [{ destination: '/sys/fs/cgroup', options: ['ro'] }] }), ['/sys/fs/cgroup is mounted read-only']);
+  assert.equal(delegationProblems({ ...base, mounts: [] }), ['nothing is mounted at /sys/fs/cgroup']);
+});
+pure.run();
