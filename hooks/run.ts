@@ -60,6 +60,7 @@ export async function main(args: string[], io: HookIo): Promise<number> {
       status: outcome.status,
       pid: outcome.pid,
       bundle: outcome.bundle,
+      ...outcome.actions,
       durationMs: elapsed(),
     });
     return 0;

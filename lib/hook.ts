@@ -4,15 +4,22 @@
 // hooks/run.ts turns the outcome or the error into an exit code, one stderr
 // line and one log line.
 
+import { promises as fs } from 'node:fs';
+import { delegateCgroup, delegationProblems } from './cgroup';
 import type { Config } from './config';
-import { InputError } from './errors';
+import { errnoCode, InputError, RefusedError, systemError } from './errors';
+import { parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStreamBounded } from './input';
 import type { Logger } from './logger';
-import { hasUserNamespace, readSpec, type Spec } from './spec';
+import { ANNOTATION_PREFIX, isSystemdContainer } from './policy';
+import { hasUserNamespace, processUser, readSpec, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
 export const HOOK_STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
 export type HookStage = (typeof HOOK_STAGES)[number];
+
+/** "false" opts a container out even when hooks.d started the hook for it (by its command). */
+export const ENABLE_ANNOTATION = `${ANNOTATION_PREFIX}enable`;
 
 export function isHookStage(value: string): value is HookStage {
   return (HOOK_STAGES as readonly string[]).includes(value);
@@ -23,6 +30,8 @@ export interface HookInput {
   stdin: NodeJS.ReadableStream;
   config: Config;
   logger: Logger;
+  /** Where /proc is; tests point it elsewhere. */
+  procRoot?: string;
 }
 
 export interface HookOutcome {
@@ -33,6 +42,8 @@ export interface HookOutcome {
   status: ContainerState['status'];
   pid?: number;
   bundle: string;
+  /** What was done, for the log line. */
+  actions: Record<string, unknown>;
 }
 
 /** Reads and validates what the runtime gives a hook: the state, then the bundle's config.json. */
@@ -51,10 +62,66 @@ export async function runHook(input: HookInput): Promise<HookOutcome> {
   const { state, spec } = await readHookInput(input);
   const base = { containerId: state.id, status: state.status, pid: state.pid, bundle: state.bundle };
   if (!hasUserNamespace(spec)) {
-    return { ...base, outcome: 'not-applicable', reason: 'no user namespace' };
+    return { ...base, outcome: 'not-applicable', reason: 'no user namespace', actions: {} };
   }
-  if (input.stage !== 'poststop' && !state.pid) {
+  if ((spec.annotations?.[ENABLE_ANNOTATION] ?? state.annotations?.[ENABLE_ANNOTATION]) === 'false') {
+    return { ...base, outcome: 'not-applicable', reason: `${ENABLE_ANNOTATION}=false`, actions: {} };
+  }
+  if (input.stage === 'poststop') {
+    return { ...base, outcome: 'done', actions: {} };
+  }
+  if (!state.pid) {
     throw new InputError(`state for ${input.stage} has no pid`, { containerId: state.id, hint: 'the runtime must pass the container pid before start' });
   }
-  return { ...base, outcome: 'done' };
+  const actions = await setUp(input, state as ContainerState & { pid: number }, spec);
+  return { ...base, outcome: 'done', actions };
+}
+
+/** The container's mappings: from the spec, or from the process when it joined an existing user namespace. */
+async function containerMappings(spec: Spec, pid: number, procRoot: string, containerId: string): Promise<{ uidMappings: IdMapping[]; gidMappings: IdMapping[] }> {
+  const fromSpec = specMappings(spec);
+  if (fromSpec.uidMappings.length > 0 && fromSpec.gidMappings.length > 0) return fromSpec;
+  const read = async (name: string) => {
+    const path = `${procRoot}/${pid}/${name}`;
+    try {
+      return parseProcIdMap(await fs.readFile(path, 'utf8'), path);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') throw new InputError(`container process ${pid} no longer exists`, { containerId, cause: error });
+      if (error instanceof InputError) throw error;
+      throw systemError('cannot read', path, error, { containerId });
+    }
+  };
+  return { uidMappings: await read('uid_map'), gidMappings: await read('gid_map') };
+}
+
+async function setUp(input: HookInput, state: ContainerState & { pid: number }, spec: Spec): Promise<Record<string, unknown>> {
+  const { config, logger } = input;
+  const containerId = state.id;
+  const procRoot = input.procRoot ?? '/proc';
+  const { uidMappings, gidMappings } = await containerMappings(spec, state.pid, procRoot, containerId);
+  const user = processUser(spec);
+  const hostUid = toHost(uidMappings, user.uid);
+  const hostGid = toHost(gidMappings, user.gid);
+  if (hostUid === undefined || hostGid === undefined) {
+    throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
+  }
+  const actions: Record<string, unknown> = {};
+
+  const problems = delegationProblems(spec);
+  if (problems.length > 0) {
+    const systemd = isSystemdContainer(spec);
+    const message = `cgroup not delegated: ${problems.join('; ')}`;
+    if (systemd && config.cgroup.strict) {
+      throw new RefusedError(`${message}; systemd cannot run without a delegated cgroup`, {
+        containerId,
+        hint: 'give the container a cgroup namespace and mount /sys/fs/cgroup read-write',
+      });
+    }
+    if (systemd) logger.warn(`${message}; systemd will fail to create its cgroups`, { containerId });
+    actions.cgroup = { skipped: problems };
+  } else {
+    const result = await delegateCgroup({ pid: state.pid, uid: hostUid, gid: hostGid, containerId, procRoot, logger });
+    actions.cgroup = { path: result.cgroupPath, changed: result.changed.length, uid: hostUid, gid: hostGid };
+  }
+  return actions;
 }

@@ -134,3 +134,22 @@ export function composeShift(from: IdMap, to: IdMap): (hostId: number) => number
     return c === undefined ? undefined : toHost(to, c);
   };
 }
+
+/**
+ * Parses /proc/<pid>/uid_map or gid_map ("containerID hostID size" per
+ * line), for containers that join an existing user namespace and so carry
+ * no mappings in their spec.
+ */
+export function parseProcIdMap(text: string, what = 'id map'): IdMapping[] {
+  const map = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '')
+    .map((line) => {
+      const fields = line.split(/\s+/);
+      if (fields.length !== 3 || fields.some((f) => !/^\d+$/.test(f))) throw new InputError(`${what}: malformed line '${line}'`);
+      const [containerID, hostID, size] = fields.map(Number) as [number, number, number];
+      return { containerID, hostID, size };
+    });
+  return validateIdMap(map, what);
+}
