@@ -6,7 +6,8 @@ import { loadConfig } from '../lib/config-file';
 import { DEFAULTS, type Config } from '../lib/config';
 import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
 import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook';
-import { openFileLogger, type FileLogger } from '../lib/log';
+import { openHookLogger } from '../lib/hook-log';
+import type { FileLogger } from '../lib/log-types';
 
 export interface HookIo {
   stdin: NodeJS.ReadableStream;
@@ -52,7 +53,7 @@ export async function main(args: string[], io: HookIo): Promise<number> {
     stage = parsed.stage;
     if (!isHookStage(stage)) throw new InputError(`unknown stage '${stage}'; ${USAGE}`);
     config = await loadConfig({ path: parsed.configPath, env: io.env });
-    logger = openFileLogger({ file: config.logFile, level: config.logLevel, fields: { stage } });
+    logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { stage } });
     const outcome: HookOutcome = await runHook({ stage, stdin: io.stdin, config, logger });
     logger.info(outcome.outcome === 'done' ? `${stage} done` : `${stage}: nothing to do (${outcome.reason})`, {
       containerId: outcome.containerId,
@@ -71,7 +72,7 @@ export async function main(args: string[], io: HookIo): Promise<number> {
     io.stderr.write(`${line}\n`);
     // Without a valid config there is no configured log; the environment's
     // or the default log file still gets the line crun would have dropped.
-    logger ??= openFileLogger({ file: io.env.OCI_USERNS_LOG_FILE ?? DEFAULTS.logFile, level: 'error', fields: { stage } });
+    logger ??= openHookLogger({ file: io.env.OCI_USERNS_LOG_FILE ?? DEFAULTS.logFile, level: 'error', fields: { stage } });
     logger.error(line, {
       containerId: expected ? error.containerId : undefined,
       outcome: 'error',

@@ -1,5 +1,5 @@
 // The log file: JSON lines through winston, one file for every command and
-// hook stage. Runtimes drop a hook's stderr (crun without the
+// hook stage (the hook writes the same lines without winston: lib/hook-log.ts). Runtimes drop a hook's stderr (crun without the
 // run.oci.hooks.stderr annotation), so the log is where an operator reads
 // what happened, and it carries the same line the runtime would show.
 
@@ -7,19 +7,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import winston from 'winston';
 import type { LogLevel } from './config';
-import type { Logger, LogMeta } from './logger';
+import type { FileLogger, FileLoggerOptions } from './log-types';
+import type { LogMeta } from './logger';
 
-export interface FileLogger extends Logger {
-  /** Flushes and closes the file; a short-lived process must await it before exiting. */
-  close(): Promise<void>;
-}
-
-export interface FileLoggerOptions {
-  file: string;
-  level: LogLevel;
-  /** Fields on every line (container id, stage, command). */
-  fields?: LogMeta;
-}
+export type { FileLogger, FileLoggerOptions } from './log-types';
 
 const addTime = winston.format((info) => {
   info.time = new Date().toISOString();
