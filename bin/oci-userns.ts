@@ -2,12 +2,14 @@
 // hook and the runtime shim sit on every container's start path, so they
 // must not pay for yargs or for the modules of other commands.
 
+import { writeSync } from 'node:fs';
+
 const args = process.argv.slice(2);
 
 async function run(): Promise<number> {
   if (args[0] === 'hook') {
     const { main } = await import('../hooks/run');
-    return main(args.slice(1), { stdin: process.stdin, stderr: process.stderr, env: process.env });
+    return main(args.slice(1), { stdin: 'process', writeError: (line) => writeSync(2, line), env: process.env });
   }
   const { main } = await import('../cli/index');
   return main(args);

@@ -3,9 +3,9 @@
 // naming the key), defaults for what the file leaves out, and the
 // environment overrides a hooks.d entry can set.
 
-import { promises as fs } from 'node:fs';
 import { ConfigError, errnoCode, InputError, systemError } from './errors';
 import { DEFAULT_CONFIG_PATH, DEFAULTS, type Config, type LogLevel } from './config';
+import { readRegularFileSync } from './input';
 import { parseValidated } from './json';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -42,17 +42,9 @@ export async function loadConfig(source: ConfigSource = {}): Promise<Config> {
   const { path, explicit } = configPath(source);
   let text: string | undefined;
   try {
-    const handle = await fs.open(path, 'r');
-    try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw new ConfigError(`config file ${path} is not a regular file`, { path });
-      if (stat.size > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES} bytes`, { path });
-      text = await handle.readFile('utf8');
-    } finally {
-      await handle.close();
-    }
+    text = readRegularFileSync(path, MAX_CONFIG_BYTES, `config file ${path}`).toString('utf8');
   } catch (error) {
-    if (error instanceof ConfigError) throw error;
+    if (error instanceof InputError) throw new ConfigError(error.message, { path, cause: error });
     const code = errnoCode(error);
     if (code !== 'ENOENT' || explicit) {
       if (code === 'ENOENT') throw new ConfigError(`config file ${path} does not exist`, { path, hint: 'create it or drop --config/OCI_USERNS_CONFIG to use the defaults' });

@@ -9,7 +9,7 @@ import { delegateCgroup, delegationProblems } from './cgroup';
 import type { Config } from './config';
 import { errnoCode, InputError, RefusedError, systemError } from './errors';
 import { parseProcIdMap, toHost, type IdMapping } from './idmap';
-import { readStreamBounded } from './input';
+import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
 import { ANNOTATION_PREFIX, isSystemdContainer } from './policy';
 import { hasUserNamespace, processUser, readSpec, specMappings, type Spec } from './spec';
@@ -27,7 +27,8 @@ export function isHookStage(value: string): value is HookStage {
 
 export interface HookInput {
   stage: HookStage;
-  stdin: NodeJS.ReadableStream;
+  /** Where the state comes from: the process's stdin, or a stream (tests). */
+  stdin: 'process' | NodeJS.ReadableStream;
   config: Config;
   logger: Logger;
   /** Where /proc is; tests point it elsewhere. */
@@ -49,7 +50,8 @@ export interface HookOutcome {
 /** Reads and validates what the runtime gives a hook: the state, then the bundle's config.json. */
 export async function readHookInput(input: HookInput): Promise<{ state: ContainerState; spec: Spec }> {
   const { config, logger } = input;
-  const raw = await readStreamBounded(input.stdin, { maxBytes: config.limits.inputBytes, timeoutMs: config.limits.stdinTimeoutMs, what: 'state on stdin' });
+  const limits = { maxBytes: config.limits.inputBytes, timeoutMs: config.limits.stdinTimeoutMs, what: 'state on stdin' };
+  const raw = input.stdin === 'process' ? ((await readStdinBounded(limits)) ?? (await readStreamBounded(process.stdin, limits))) : await readStreamBounded(input.stdin, limits);
   const text = raw.toString('utf8');
   logger.debug('state received', { state: text });
   const state = parseState(text);

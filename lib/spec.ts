@@ -54,7 +54,7 @@ export interface Spec {
 }
 
 export async function readSpec(bundle: string, maxBytes: number, containerId?: string): Promise<Spec> {
-  const text = (await readFileInside(bundle, 'config.json', maxBytes, { containerId })).toString('utf8');
+  const text = (readFileInside(bundle, 'config.json', maxBytes, { containerId })).toString('utf8');
   return parseValidated<Spec>(text, 'config', `${bundle}/config.json`, { containerId, path: `${bundle}/config.json` });
 }
 

@@ -32,7 +32,7 @@ async function runHook(args: string[], stdin: string | undefined, env: NodeJS.Pr
       done();
     },
   });
-  const code = await main(args, { stdin: input, stderr: err, env: { OCI_USERNS_CONFIG: configFile, ...env } });
+  const code = await main(args, { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile, ...env } });
   let log: Array<Record<string, unknown>> = [];
   try {
     log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -81,7 +81,7 @@ test('stdin that never closes times out', async () => {
   const { code, stderr } = await (async () => {
     let stderr = '';
     const err = new Writable({ write: (c, _e, d) => ((stderr += c.toString()), d()) });
-    const code = await main(['createRuntime'], { stdin: input, stderr: err, env: { OCI_USERNS_CONFIG: configFile } });
+    const code = await main(['createRuntime'], { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile } });
     return { code, stderr };
   })();
   assert.is(code, 2);

@@ -1,11 +1,12 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError, RefusedError } from '../../lib/errors';
-import { readFileInside, readStreamBounded } from '../../lib/input';
+import { readFileInside, readStdinBounded, readStreamBounded } from '../../lib/input';
+import { execFileSync } from 'node:child_process';
 
 const limits = { maxBytes: 64, timeoutMs: 200, what: 'state on stdin' };
 
@@ -50,37 +51,73 @@ files.before.each(() => {
 });
 files.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
-const rejects = async (promise: Promise<unknown>, type: Function, pattern: RegExp) => {
-  try {
-    await promise;
-    assert.unreachable('expected an error');
-  } catch (error) {
-    assert.instance(error, type);
-    assert.match((error as Error).message, pattern);
-  }
-};
+const rejects = (read: () => unknown, type: Function, pattern: RegExp) =>
+  assert.throws(read, (error: unknown) => error instanceof type && pattern.test((error as Error).message));
 
-files('reads a file in the bundle', async () => {
+files('reads a file in the bundle', () => {
   writeFileSync(join(dir, 'bundle', 'config.json'), '{}');
-  assert.is((await readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{}');
+  assert.is((readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{}');
 });
-files('follows a symlink that stays inside', async () => {
+files('follows a symlink that stays inside', () => {
   writeFileSync(join(dir, 'bundle', 'real.json'), '{"a":1}');
   symlinkSync('real.json', join(dir, 'bundle', 'config.json'));
-  assert.is((await readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{"a":1}');
+  assert.is((readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{"a":1}');
 });
-files('refuses a symlink out of the bundle', async () => {
+files('refuses a symlink out of the bundle', () => {
   writeFileSync(join(dir, 'outside.json'), '{}');
   symlinkSync('../outside.json', join(dir, 'bundle', 'config.json'));
-  await rejects(readFileInside(join(dir, 'bundle'), 'config.json', 100), RefusedError, /outside the bundle/);
+  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), RefusedError, /outside the bundle/);
 });
-files('missing bundle, missing file, directory, too large', async () => {
-  await rejects(readFileInside(join(dir, 'nope'), 'config.json', 100), InputError, /bundle .*nope does not exist/);
-  await rejects(readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /config.json does not exist/);
+files('missing bundle, missing file, directory, too large', () => {
+  rejects(() => readFileInside(join(dir, 'nope'), 'config.json', 100), InputError, /bundle .*nope does not exist/);
+  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /config.json does not exist/);
   mkdirSync(join(dir, 'bundle', 'config.json'));
-  await rejects(readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /not a regular file/);
+  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /not a regular file/);
   rmSync(join(dir, 'bundle', 'config.json'), { recursive: true });
   writeFileSync(join(dir, 'bundle', 'config.json'), 'x'.repeat(101));
-  await rejects(readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /larger than 100 bytes/);
+  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /larger than 100 bytes/);
 });
 files.run();
+
+const stdin = suite('readStdinBounded reads a descriptor without blocking past the timeout');
+let fifoDir = '';
+stdin.before.each(() => {
+  fifoDir = mkdtempSync(join(tmpdir(), 'oci-userns-stdin-'));
+});
+stdin.after.each(() => rmSync(fifoDir, { recursive: true, force: true }));
+stdin('a file is read to its end', async () => {
+  writeFileSync(join(fifoDir, 'state'), '{"id":"x"}');
+  assert.is((await readStdinBounded(limits, {}, join(fifoDir, 'state')))?.toString(), '{"id":"x"}');
+});
+stdin('a pipe whose writer never closes times out, and the process is not held', async () => {
+  const fifo = join(fifoDir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  // Holding a write end open without writing, as a stuck runtime would.
+  const writer = openSync(fifo, 'r+');
+  try {
+    const started = Date.now();
+    try {
+      await readStdinBounded(limits, {}, fifo);
+      assert.unreachable();
+    } catch (error) {
+      assert.instance(error, InputError);
+      assert.match((error as Error).message, 'did not end within 200 ms');
+    }
+    assert.ok(Date.now() - started < 2000);
+  } finally {
+    closeSync(writer);
+  }
+});
+stdin('too much input', async () => {
+  writeFileSync(join(fifoDir, 'big'), 'x'.repeat(100));
+  try {
+    await readStdinBounded(limits, {}, join(fifoDir, 'big'));
+    assert.unreachable();
+  } catch (error) {
+    assert.match((error as Error).message, 'larger than 64 bytes');
+  }
+});
+stdin('a descriptor that cannot be reopened gives undefined (the caller falls back to the stream)', async () => {
+  assert.is(await readStdinBounded(limits, {}, join(fifoDir, 'absent')), undefined);
+});
+stdin.run();
