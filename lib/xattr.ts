@@ -1,0 +1,102 @@
+// Extended attribute I/O through the attr tools (getfattr/setfattr): Node
+// has no xattr API, and one getfattr per batch of paths runs on the other
+// core while the walk goes on (see README, "xattrs"). Never follows
+// symlinks (-h). Dumps use getfattr's text format: "# file: PATH" then
+// NAME=0xHEX lines, paths with \ooo escapes.
+
+import { execa } from 'execa';
+import { HostError, SystemError } from './errors';
+
+export type XattrSet = Map<string, Buffer>;
+
+/** Undoes getfattr's \ooo escapes; the bytes are UTF-8. */
+export function unescapePath(text: string): string {
+  if (!text.includes('\\')) return text;
+  const bytes: number[] = [];
+  const raw = Buffer.from(text, 'utf8');
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
+      bytes.push(parseInt(raw.toString('latin1', i + 1, i + 4), 8));
+      i += 3;
+    } else bytes.push(raw[i]!);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** Escapes a path for a setfattr --restore file: everything but printable ASCII, and the backslash. */
+export function escapePath(path: string): string {
+  let out = '';
+  for (const byte of Buffer.from(path, 'utf8')) {
+    out += byte > 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\${byte.toString(8).padStart(3, '0')}`;
+  }
+  return out;
+}
+
+/** Parses a getfattr -d -e hex dump into path -> name -> value. */
+export function parseDump(text: string): Map<string, XattrSet> {
+  const out = new Map<string, XattrSet>();
+  let current: XattrSet | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      current = new Map();
+      out.set(unescapePath(line.slice(8)), current);
+    } else if (line !== '' && current) {
+      const eq = line.indexOf('=');
+      if (eq < 0 || !line.startsWith('0x', eq + 1)) continue;
+      current.set(line.slice(0, eq), Buffer.from(line.slice(eq + 3), 'hex'));
+    }
+  }
+  return out;
+}
+
+/** The text setfattr --restore reads. */
+export function formatDump(entries: Iterable<[string, XattrSet]>): string {
+  let out = '';
+  for (const [path, attrs] of entries) {
+    out += `# file: ${escapePath(path)}\n`;
+    for (const [name, value] of attrs) out += `${name}=0x${value.toString('hex')}\n`;
+    out += '\n';
+  }
+  return out;
+}
+
+const ENV = { LC_ALL: 'C' };
+
+function toolError(tool: string, cause: unknown): Error {
+  if (cause && typeof cause === 'object' && 'code' in cause && cause.code === 'ENOENT') {
+    return new HostError(`${tool} is not installed`, { hint: 'install the attr package (apt-get install attr)', cause });
+  }
+  const stderr = cause && typeof cause === 'object' && 'stderr' in cause ? String(cause.stderr).trim().split('\n')[0] : String(cause);
+  return new SystemError(`${tool} failed: ${stderr}`, { cause });
+}
+
+/** Reads the xattrs whose names match `pattern` (a getfattr -m regex) from each path; paths without any are absent. */
+export async function dumpXattrs(paths: readonly string[], pattern: string): Promise<Map<string, XattrSet>> {
+  if (paths.length === 0) return new Map();
+  try {
+    const { stdout } = await execa('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths], { env: ENV, maxBuffer: 1 << 30, stripFinalNewline: false });
+    return parseDump(stdout);
+  } catch (error) {
+    throw toolError('getfattr', error);
+  }
+}
+
+/** Writes the given xattrs (one setfattr process for all of them). */
+export async function restoreXattrs(entries: Iterable<[string, XattrSet]>): Promise<void> {
+  const input = formatDump(entries);
+  if (input === '') return;
+  try {
+    await execa('setfattr', ['-h', '--restore=-'], { env: ENV, input });
+  } catch (error) {
+    throw toolError('setfattr', error);
+  }
+}
+
+export async function readXattr(path: string, name: string): Promise<Buffer | undefined> {
+  const dump = await dumpXattrs([path], `^${name.replace(/\./g, '\\.')}$`);
+  return dump.get(path)?.get(name);
+}
+
+export async function writeXattr(path: string, name: string, value: Buffer): Promise<void> {
+  await restoreXattrs([[path, new Map([[name, value]])]]);
+}
