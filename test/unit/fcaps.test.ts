@@ -1,0 +1,33 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeFileCaps, encodeFileCaps, shiftFileCaps } from '../../lib/fcaps';
+
+// `setcap cap_net_raw=ep` writes this v2 value (cap_net_raw is bit 13).
+const NET_RAW_V2 = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+
+const codec = suite('VFS capability xattr codec');
+codec('decodes a v2 value with the effective flag', () => {
+  assert.equal(decodeFileCaps(NET_RAW_V2), { effective: true, permitted: 1n << 13n, inheritable: 0n });
+});
+codec('encodes v3 with rootid, v2 for host root, both round-trip', () => {
+  const v3 = encodeFileCaps({ effective: true, permitted: (1n << 13n) | (1n << 40n), inheritable: 1n, rootid: 100000 });
+  assert.is(v3.length, 24);
+  assert.is(v3.readUInt32LE(0), 0x03000001);
+  assert.equal(decodeFileCaps(v3), { effective: true, permitted: (1n << 13n) | (1n << 40n), inheritable: 1n, rootid: 100000 });
+  assert.equal(encodeFileCaps(decodeFileCaps(NET_RAW_V2)).toString('hex'), NET_RAW_V2.toString('hex'));
+});
+codec('rejects unknown revisions and wrong lengths', () => {
+  assert.throws(() => decodeFileCaps(Buffer.from('05000000', 'hex')), /unknown/);
+  assert.throws(() => decodeFileCaps(NET_RAW_V2.subarray(0, 16)), /must be 20 bytes/);
+});
+codec.run();
+
+const shift = suite('shiftFileCaps gives the caps to the new host id of their owner');
+shift('v2 (container root) becomes v3 with rootid, and back to v2 for host root', () => {
+  const v3 = shiftFileCaps(NET_RAW_V2, (old) => (old === undefined ? 300000 : undefined))!;
+  assert.is(decodeFileCaps(v3).rootid, 300000);
+  const back = shiftFileCaps(v3, (old) => (old === 300000 ? 0 : undefined))!;
+  assert.equal(back.toString('hex'), NET_RAW_V2.toString('hex'));
+  assert.is(shiftFileCaps(v3, () => undefined), undefined);
+});
+shift.run();
