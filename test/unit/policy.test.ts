@@ -1,9 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isSystemdContainer } from '../../lib/policy';
+import type { ShimPolicy } from '../../lib/config';
+import { InputError } from '../../lib/errors';
+import { isSystemdContainer, shimVerdict } from '../../lib/policy';
 import type { Spec } from '../../lib/spec';
 
 const spec = (args: string[], annotations?: Record<string, string>): Spec => ({ ociVersion: '1.0.2', process: { cwd: '/', args }, annotations });
+const fixture = (name: string): Spec => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', name), 'utf8'));
 
 const systemd = suite('isSystemdContainer');
 systemd('by command, as hooks.d matches it', () => {
@@ -15,3 +20,43 @@ systemd('the annotation wins over the command', () => {
   assert.not.ok(isSystemdContainer(spec(['/sbin/init'], { 'io.oci-userns.systemd': 'false' })));
 });
 systemd.run();
+
+const POLICIES: ShimPolicy[] = ['systemd', 'always', 'annotation'];
+const acts = (s: Spec, policy: ShimPolicy) => shimVerdict(s, policy).act;
+
+const verdict = suite('shimVerdict: does the runtime shim give a container a user namespace');
+verdict('policy systemd (the default): podman --systemd=always yes, a plain podman container no', () => {
+  assert.equal(shimVerdict(fixture('config-podman4.3-systemd.json'), 'systemd'), { act: true, systemd: true, reason: 'policy systemd: a systemd container' });
+  assert.not.ok(acts(fixture('config-podman4.3-plain.json'), 'systemd'));
+  assert.not.ok(acts(fixture('config-runc1.1.5-spec.json'), 'systemd'));
+});
+verdict('policy always: every container without a user namespace', () => {
+  for (const name of ['config-podman4.3-plain.json', 'config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json', 'config-podman4.3-systemd.json']) assert.ok(acts(fixture(name), 'always'), name);
+});
+verdict('policy annotation: only io.oci-userns.userns=auto, systemd or not', () => {
+  assert.not.ok(acts(fixture('config-podman4.3-systemd.json'), 'annotation'));
+  assert.ok(acts(spec(['/bin/sh'], { 'io.oci-userns.userns': 'auto' }), 'annotation'));
+});
+verdict('a spec with a user namespace is left alone under every policy and annotation', () => {
+  const withUserns = fixture('config-podman4.3-userns-auto-systemd.json');
+  withUserns.annotations = { ...withUserns.annotations, 'io.oci-userns.userns': 'auto' };
+  for (const policy of POLICIES) assert.equal(shimVerdict(withUserns, policy), { act: false, systemd: true, reason: 'the spec has a user namespace already' }, policy);
+});
+verdict('io.oci-userns.userns=auto asks, =off and io.oci-userns.enable=false opt out, under every policy', () => {
+  for (const policy of POLICIES) {
+    assert.ok(acts(spec(['/bin/sh'], { 'io.oci-userns.userns': 'auto' }), policy), policy);
+    assert.not.ok(acts(spec(['/sbin/init'], { 'io.oci-userns.userns': 'off' }), policy), policy);
+    assert.not.ok(acts(spec(['/sbin/init'], { 'io.oci-userns.enable': 'false' }), policy), policy);
+  }
+});
+verdict('an unknown io.oci-userns.userns value is an input error naming the container', () => {
+  try {
+    shimVerdict(spec(['/sbin/init'], { 'io.oci-userns.userns': 'yes' }), 'systemd', 'c1');
+    assert.unreachable('accepted userns=yes');
+  } catch (error) {
+    assert.instance(error, InputError);
+    assert.is((error as InputError).containerId, 'c1');
+    assert.match((error as Error).message, /io\.oci-userns\.userns is 'yes'.*'auto'.*'off'/);
+  }
+});
+verdict.run();
