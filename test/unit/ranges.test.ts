@@ -1,0 +1,237 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULTS, type PoolConfig } from '../../lib/config';
+import { HostError, InputError, RefusedError } from '../../lib/errors';
+import type { IdMapping } from '../../lib/idmap';
+import { memoryLogger } from '../../lib/logger';
+import { allocateRange, gcRanges, guardContainer, listRanges, releaseContainer, repairRegistry } from '../../lib/ranges';
+import { registryPath } from '../../lib/registry';
+
+const B = 65536;
+
+/** Awaits a promise that must fail with this error class and a message matching the pattern. */
+async function rejects(promise: Promise<unknown>, type: Function, pattern: RegExp = /./) {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, type);
+    assert.match((error as Error).message, pattern);
+    return;
+  }
+  assert.unreachable(`expected a ${type.name}`);
+}
+let dir = '';
+let stateDir = '';
+let procRoot = '';
+let pool: PoolConfig;
+
+/** A fake /proc/PID/stat; the command name has the spaces and parentheses real ones may have. */
+function fakeProcess(pid: number, start: number, state = 'S', maps?: { uid: string; gid: string }) {
+  mkdirSync(join(procRoot, String(pid)), { recursive: true });
+  writeFileSync(join(procRoot, String(pid), 'stat'), `${pid} (a (b) c) ${state} ${Array(18).fill('0').join(' ')} ${start} 0 0\n`);
+  if (maps) {
+    writeFileSync(join(procRoot, String(pid), 'uid_map'), maps.uid);
+    writeFileSync(join(procRoot, String(pid), 'gid_map'), maps.gid);
+  }
+}
+const map = (hostID: number, size = B): IdMapping[] => [{ containerID: 0, hostID, size }];
+const guard = (id: string, hostID: number, extra: Partial<Parameters<typeof guardContainer>[0]> = {}) =>
+  guardContainer({ stateDir, procRoot, id, uidMappings: map(hostID), gidMappings: map(hostID), source: 'external', overlap: 'refuse', ...extra });
+const alloc = (id: string, extra: Partial<Parameters<typeof allocateRange>[0]> = {}) =>
+  allocateRange({ stateDir, procRoot, pool, passwdFile: join(dir, 'passwd'), id, source: 'cli', ...extra });
+
+function setup() {
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-ranges-'));
+  stateDir = join(dir, 'state');
+  procRoot = join(dir, 'proc');
+  writeFileSync(join(dir, 'subuid'), `containers:${4 * B}:${4 * B}\n`);
+  writeFileSync(join(dir, 'subgid'), `containers:${4 * B}:${4 * B}\n`);
+  writeFileSync(join(dir, 'passwd'), '');
+  pool = { ...DEFAULTS.pool, subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') };
+}
+const teardown = () => rmSync(dir, { recursive: true, force: true });
+
+const allocation = suite('allocateRange');
+allocation.before.each(setup);
+allocation.after.each(teardown);
+allocation('allocates a block inside the pool and records it', async () => {
+  const e = await alloc('c1');
+  const host = e.uidMappings[0]!.hostID;
+  assert.ok(host >= 4 * B && host < 8 * B && host % B === 0);
+  assert.equal(e.gidMappings, e.uidMappings);
+  assert.is(e.source, 'cli');
+  assert.equal(await listRanges({ stateDir }), [e]);
+});
+allocation('the same id again gets the same entry; another size for it is an error', async () => {
+  const first = await alloc('c1', { source: 'shim' });
+  assert.equal(await alloc('c1', { source: 'shim' }), first);
+  assert.equal(await alloc('c1', { size: 100 }), first);
+  await rejects(alloc('c1', { size: 2 * B }), InputError, /already has a range of 65536 ids.*oci-userns release c1/);
+  assert.is((await listRanges({ stateDir })).length, 1);
+});
+allocation('a released name comes back to its range', async () => {
+  const first = await alloc('c1', { name: 'web' });
+  await alloc('c2');
+  assert.equal(await releaseContainer({ stateDir, id: 'c1' }), first);
+  const again = await alloc('c3', { name: 'web' });
+  assert.equal(again.uidMappings, first.uidMappings);
+  assert.is(again.name, 'web');
+});
+allocation('fills the pool, then fails naming what is in use', async () => {
+  const got = [];
+  for (let i = 0; i < 4; i++) got.push((await alloc(`c${i}`)).uidMappings[0]!.hostID);
+  assert.equal(new Set(got).size, 4);
+  await rejects(alloc('c4'), HostError, /no free block.*in use by 4 containers: c\d/);
+});
+allocation('ranges registered by the hook are in use, and entries whose process is gone are not', async () => {
+  fakeProcess(100, 7);
+  for (let i = 0; i < 4; i++) await guard(`x${i}`, (4 + i) * B, { pid: 100 });
+  await rejects(alloc('c'), HostError, /no free block/);
+  rmSync(join(procRoot, '100'), { recursive: true });
+  const logger = memoryLogger();
+  await alloc('c', { logger });
+  assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['c']);
+  assert.match(logger.records[0]!.message, /dropped the range of container x0: its process is gone/);
+});
+allocation.run();
+
+const guarding = suite('guardContainer');
+guarding.before.each(setup);
+guarding.after.each(teardown);
+guarding('registers a container with its pid and start time; again is the same', async () => {
+  fakeProcess(200, 1234);
+  const { entry, conflicts } = await guard('a', 10 * B, { pid: 200, name: 'web' });
+  assert.equal(conflicts, []);
+  assert.equal({ ...entry, since: '' }, { id: 'a', uidMappings: map(10 * B), gidMappings: map(10 * B), since: '', source: 'external', name: 'web', pid: 200, pidStart: 1234 });
+  const again = await guard('a', 10 * B, { pid: 200, name: 'web' });
+  assert.equal(again.entry, entry);
+});
+guarding("the shim's allocation keeps its source and gains the pid", async () => {
+  const allocated = await alloc('s', { source: 'shim' });
+  fakeProcess(300, 5);
+  const { entry } = await guardContainer({ stateDir, procRoot, id: 's', uidMappings: allocated.uidMappings, gidMappings: allocated.gidMappings, source: 'shim', pid: 300, overlap: 'refuse' });
+  assert.is(entry.source, 'shim');
+  assert.is(entry.since, allocated.since);
+  assert.is(entry.pid, 300);
+});
+guarding('refuses an overlap with another live container and changes nothing', async () => {
+  fakeProcess(200, 1);
+  await guard('a', 10 * B, { pid: 200 });
+  const before = readFileSync(registryPath(stateDir), 'utf8');
+  const partly: IdMapping[] = [{ containerID: 0, hostID: 10 * B + B / 2, size: B }];
+  for (const attempt of [() => guard('b', 10 * B), () => guardContainer({ stateDir, procRoot, id: 'b', uidMappings: map(20 * B), gidMappings: partly, source: 'external', overlap: 'refuse' })]) {
+    await rejects(attempt(), RefusedError, /^container b: its host ids .* overlap those of a \(uids 0:655360:65536/);
+  }
+  assert.is(readFileSync(registryPath(stateDir), 'utf8'), before);
+});
+guarding('an allocation not started yet counts as live', async () => {
+  const allocated = await alloc('s');
+  await rejects(guard('b', allocated.uidMappings[0]!.hostID), RefusedError);
+});
+guarding("overlap 'warn' registers and reports the conflict", async () => {
+  await guard('a', 10 * B);
+  const logger = memoryLogger();
+  const { entry, conflicts } = await guard('b', 10 * B, { overlap: 'warn', logger });
+  assert.is(entry.id, 'b');
+  assert.equal(conflicts.map((c) => c.id), ['a']);
+  assert.is(logger.records[0]!.level, 'warn');
+  assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['a', 'b']);
+});
+guarding('an overlapping entry whose process is gone (no poststop) is dropped, not a conflict', async () => {
+  fakeProcess(200, 1);
+  await guard('a', 10 * B, { pid: 200 });
+  fakeProcess(200, 2); // the pid now belongs to another process
+  const { conflicts } = await guard('b', 10 * B);
+  assert.equal(conflicts, []);
+  assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['b']);
+});
+guarding('disjoint containers and the same id with new ids', async () => {
+  await guard('a', 10 * B);
+  await guard('b', 11 * B);
+  const logger = memoryLogger();
+  await guard('a', 12 * B, { logger });
+  assert.match(logger.records[0]!.message, /container a was registered with other ids/);
+  assert.equal((await listRanges({ stateDir })).map((e) => [e.id, e.uidMappings[0]!.hostID]), [
+    ['b', 11 * B],
+    ['a', 12 * B],
+  ]);
+});
+guarding('bad mappings are input errors', async () => {
+  await rejects(guardContainer({ stateDir, id: 'a', uidMappings: [{ containerID: 0, hostID: 1, size: 0 }], gidMappings: map(0), source: 'external', overlap: 'refuse' }), InputError);
+});
+guarding.run();
+
+const release = suite('releaseContainer');
+release.before.each(setup);
+release.after.each(teardown);
+release('drops only that entry; an unknown id changes nothing and needs no state directory', async () => {
+  assert.is(await releaseContainer({ stateDir, id: 'nobody' }), undefined);
+  await guard('a', 10 * B);
+  await guard('b', 11 * B);
+  assert.is((await releaseContainer({ stateDir, id: 'a' }))?.id, 'a');
+  assert.is(await releaseContainer({ stateDir, id: 'a' }), undefined);
+  assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['b']);
+});
+release.run();
+
+const gc = suite('gcRanges');
+gc.before.each(setup);
+gc.after.each(teardown);
+gc('drops gone processes and unknown containers past the grace period; keeps the rest', async () => {
+  const runc = join(dir, 'run', 'runc');
+  mkdirSync(join(runc, 'known'), { recursive: true });
+  writeFileSync(join(runc, 'known', 'state.json'), '{}');
+  fakeProcess(400, 9);
+  // Allocation drops entries whose process is gone, so reserve first.
+  await alloc('reserved', { source: 'cli' });
+  await guard('running', 10 * B, { pid: 400 });
+  await guard('stopped', 11 * B, { pid: 401 });
+  await guard('known', 12 * B);
+  await guard('unknown', 13 * B);
+  const now = new Date(Date.now() + 60_000);
+  assert.equal((await gcRanges({ stateDir, procRoot, runtimeRoots: [runc], now })).map((e) => e.id), ['stopped']);
+  const later = new Date(Date.now() + 3_600_000);
+  assert.equal((await gcRanges({ stateDir, procRoot, runtimeRoots: [runc], now: later })).map((e) => e.id), ['unknown']);
+  assert.equal((await listRanges({ stateDir })).map((e) => e.id).sort(), ['known', 'reserved', 'running']);
+});
+gc('a zombie is gone', async () => {
+  fakeProcess(500, 3, 'Z');
+  await guard('z', 10 * B, { pid: 500 });
+  fakeProcess(500, 3, 'Z');
+  assert.equal((await gcRanges({ stateDir, procRoot, runtimeRoots: [] })).map((e) => e.id), ['z']);
+});
+gc.run();
+
+const repair = suite('repairRegistry');
+repair.before.each(setup);
+repair.after.each(teardown);
+repair('moves the corrupt registry aside and rebuilds it from running containers', async () => {
+  mkdirSync(stateDir, { mode: 0o700 });
+  writeFileSync(registryPath(stateDir), '{"version":1,"entr');
+  const runc = join(dir, 'run', 'runc');
+  const crun = join(dir, 'run', 'crun');
+  for (const [root, id, file, body] of [
+    [runc, 'r1', 'state.json', { init_process_pid: 600, init_process_start: 11 }],
+    [crun, 'c1', 'status', { pid: 601, 'process-start-time': 12 }],
+    [runc, 'host', 'state.json', { init_process_pid: 602, init_process_start: 13 }],
+    [runc, 'dead', 'state.json', { init_process_pid: 603, init_process_start: 14 }],
+  ] as const) {
+    mkdirSync(join(root, id), { recursive: true });
+    writeFileSync(join(root, id, file), JSON.stringify(body));
+  }
+  fakeProcess(600, 11, 'S', { uid: `0 ${10 * B} ${B}\n`, gid: `0 ${10 * B} ${B}\n` });
+  fakeProcess(601, 12, 'S', { uid: `0 ${11 * B} ${B}\n`, gid: `0 ${12 * B} ${B}\n` });
+  fakeProcess(602, 13, 'S', { uid: '0 0 4294967295\n', gid: '0 0 4294967295\n' });
+  await rejects(listRanges({ stateDir }), HostError, /is corrupt/);
+  const result = await repairRegistry({ stateDir, procRoot, runtimeRoots: [runc, crun] });
+  assert.is(readFileSync(result.movedTo!, 'utf8'), '{"version":1,"entr');
+  const listed = await listRanges({ stateDir });
+  assert.equal(listed.map((e) => [e.id, e.uidMappings[0]!.hostID, e.gidMappings[0]!.hostID, e.pid, e.source, e.runtimeRoot]), [
+    ['r1', 10 * B, 10 * B, 600, 'external', runc],
+    ['c1', 11 * B, 12 * B, 601, 'external', crun],
+  ]);
+});
+repair.run();
