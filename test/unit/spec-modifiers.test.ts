@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { delegationProblems } from '../../lib/cgroup';
+import { shimVerdict } from '../../lib/policy';
+import { hasUserNamespace, specMappings, type Spec } from '../../lib/spec';
+import {
+  addCgroupNamespace,
+  addHooks,
+  addUserNamespace,
+  applyModifiers,
+  makeCgroupMountWritable,
+  setAnnotation,
+  setIdMappings,
+  userNamespaceModifiers,
+  type SpecModifier,
+} from '../../lib/spec-modifiers';
+
+const fixture = (name: string): Spec => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', name), 'utf8'));
+const SPECS = ['config-podman4.3-systemd.json', 'config-podman4.3-plain.json', 'config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json'];
+const MAPS = { uidMappings: [{ containerID: 0, hostID: 2147549184, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 2147549184, size: 65536 }] };
+const HOOKS = { path: '/usr/local/bin/oci-userns', env: ['PATH=/usr/bin:/bin'], createRuntimeTimeout: 120, poststopTimeout: 30 };
+
+/** Runs a modifier on every captured spec and checks that it never changes its input. */
+function onEverySpec(modify: SpecModifier, check: (after: Spec, before: Spec, name: string) => void) {
+  for (const name of SPECS) {
+    const before = fixture(name);
+    const after = modify(before);
+    assert.equal(before, fixture(name), `${name}: the input spec was changed`);
+    check(after, before, name);
+  }
+}
+
+const namespaces = suite('addUserNamespace, addCgroupNamespace');
+namespaces('add a namespace of that type once, keep the others and their paths', () => {
+  onEverySpec(addUserNamespace, (after, before, name) => {
+    assert.ok(hasUserNamespace(after), name);
+    assert.equal(after.linux!.namespaces!.slice(0, -1), before.linux!.namespaces, name);
+    assert.equal(addUserNamespace(after), after, `${name}: added twice`);
+  });
+  onEverySpec(addCgroupNamespace, (after, _before, name) => {
+    assert.is(after.linux!.namespaces!.filter((ns) => ns.type === 'cgroup').length, 1, name);
+  });
+  const podman = addUserNamespace(fixture('config-podman4.3-systemd.json'));
+  assert.ok(podman.linux!.namespaces!.some((ns) => ns.type === 'network' && ns.path?.startsWith('/run/netns/')), 'the joined network namespace stays');
+});
+namespaces.run();
+
+const mappings = suite('setIdMappings');
+mappings('sets uid and gid mappings, copies of what it was given', () => {
+  onEverySpec(setIdMappings(MAPS), (after, _before, name) => {
+    assert.equal(specMappings(after), MAPS, name);
+    assert.is.not(after.linux!.uidMappings, MAPS.uidMappings);
+  });
+});
+mappings.run();
+
+const cgroupMount = suite('makeCgroupMountWritable');
+cgroupMount('runc/crun spec and plain podman: the read-only cgroup mount becomes rw, other options kept', () => {
+  onEverySpec(makeCgroupMountWritable, (after, before, name) => {
+    const mount = after.mounts!.find((m) => m.destination === '/sys/fs/cgroup')!;
+    assert.not.ok(mount.options!.includes('ro'), name);
+    assert.ok(mount.options!.includes('rw'), name);
+    assert.is(after.mounts!.length, before.mounts!.length, name);
+  });
+  const runc = makeCgroupMountWritable(fixture('config-runc1.1.5-spec.json'));
+  assert.equal(runc.mounts!.find((m) => m.destination === '/sys/fs/cgroup')!.options, ['nosuid', 'noexec', 'nodev', 'relatime', 'rw']);
+});
+cgroupMount('podman --systemd=always (already rw) is unchanged; a spec without the mount gets one', () => {
+  const podman = fixture('config-podman4.3-systemd.json');
+  assert.equal(makeCgroupMountWritable(podman), podman);
+  const bare = fixture('config-runc1.1.5-spec.json');
+  bare.mounts = bare.mounts!.filter((m) => m.destination !== '/sys/fs/cgroup');
+  const mounted = makeCgroupMountWritable(bare).mounts!.filter((m) => m.destination === '/sys/fs/cgroup');
+  assert.equal(mounted, [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'rw'] }]);
+});
+cgroupMount.run();
+
+const hooks = suite('addHooks');
+hooks('appends createRuntime and poststop after the spec own hooks, with env and timeouts', () => {
+  onEverySpec(addHooks(HOOKS), (after, _before, name) => {
+    assert.equal(after.hooks!.createRuntime!.at(-1), { path: HOOKS.path, args: ['oci-userns', 'hook', 'createRuntime'], env: HOOKS.env, timeout: 120 }, name);
+    assert.equal(after.hooks!.poststop!.at(-1), { path: HOOKS.path, args: ['oci-userns', 'hook', 'poststop'], env: HOOKS.env, timeout: 30 }, name);
+    assert.is(after.hooks!.prestart, undefined, name);
+  });
+  const withOthers = addHooks(HOOKS)(fixture('config-runc-spec-userns.json'));
+  assert.is(withOthers.hooks!.createRuntime!.length, 2);
+  assert.is(withOthers.hooks!.createRuntime![0]!.path, '/usr/libexec/oci/hooks.d/example-hook');
+  assert.is(withOthers.hooks!.prestart!.length, 1);
+});
+hooks('a stage that runs the same hook already (from hooks.d) does not get it twice', () => {
+  const once = addHooks(HOOKS)(fixture('config-podman4.3-systemd.json'));
+  assert.equal(addHooks({ ...HOOKS, env: ['PATH=/other'] })(once).hooks, once.hooks);
+});
+hooks('without timeouts, none is set', () => {
+  const spec = addHooks({ path: '/p', env: [] })(fixture('config-runc1.1.5-spec.json'));
+  assert.equal(spec.hooks!.createRuntime, [{ path: '/p', args: ['oci-userns', 'hook', 'createRuntime'], env: [] }]);
+});
+hooks.run();
+
+const annotation = suite('setAnnotation');
+annotation('adds to the existing annotations, or creates them', () => {
+  onEverySpec(setAnnotation('io.oci-userns.source', 'shim'), (after, before, name) => {
+    assert.equal(after.annotations, { ...before.annotations, 'io.oci-userns.source': 'shim' }, name);
+  });
+});
+annotation.run();
+
+const pipeline = suite('userNamespaceModifiers: the whole change');
+pipeline('a systemd container comes out with a user namespace, the hook can delegate, the shim does not act again', () => {
+  const before = fixture('config-podman4.3-systemd.json');
+  const after = applyModifiers(before, userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: true }));
+  assert.ok(hasUserNamespace(after));
+  assert.equal(specMappings(after), MAPS);
+  assert.equal(delegationProblems(after), []);
+  assert.is(after.annotations!['io.oci-userns.source'], 'shim');
+  assert.is(shimVerdict(after, 'always').act, false);
+  const rest = ({ linux, mounts, hooks, annotations, ...others }: Spec) => others;
+  assert.equal(rest(after), rest(before), 'only linux, mounts, hooks and annotations change');
+  assert.equal({ ...after.linux, namespaces: before.linux!.namespaces, uidMappings: undefined, gidMappings: undefined }, { ...before.linux, uidMappings: undefined, gidMappings: undefined });
+});
+pipeline('runc spec run as systemd: the cgroup mount becomes rw; as a plain container it stays ro', () => {
+  const systemd = applyModifiers(fixture('config-runc1.1.5-spec.json'), userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: true }));
+  assert.equal(delegationProblems(systemd), []);
+  const plain = applyModifiers(fixture('config-runc1.1.5-spec.json'), userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: false }));
+  assert.equal(delegationProblems(plain), ['/sys/fs/cgroup is mounted read-only']);
+  assert.ok(hasUserNamespace(plain));
+});
+pipeline.run();
