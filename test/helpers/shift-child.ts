@@ -1,0 +1,26 @@
+// Runs one shift and kills itself with SIGKILL just before the Nth change
+// to the tree (chown or chmod), for the crash test. Usage:
+// node --import tsx shift-child.ts ROOTFS STATEDIR UIDMAP CRASH_AT BATCH
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { parseIdMap } from '../../lib/idmap';
+import { shiftTree } from '../../lib/shift';
+
+const [rootfs, stateDir, map, crashAt, batch] = process.argv.slice(2);
+let calls = 0;
+const countThenCall = <T extends (...args: never[]) => unknown>(fn: T): T =>
+  ((...args: Parameters<T>) => {
+    if (++calls === Number(crashAt)) process.kill(process.pid, 'SIGKILL');
+    return fn(...args);
+  }) as T;
+fs.lchownSync = countThenCall(fs.lchownSync);
+fs.chmodSync = countThenCall(fs.chmodSync);
+syncBuiltinESMExports();
+
+shiftTree({ rootfs: rootfs!, uidMap: parseIdMap(map!), gidMap: parseIdMap(map!), unmapped: 'error', stateDir: stateDir!, batchSize: Number(batch) }).then(
+  () => process.stdout.write(`done ${calls}\n`),
+  (error: unknown) => {
+    process.stderr.write(`${String(error)}\n`);
+    process.exitCode = 1;
+  },
+);
