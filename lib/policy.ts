@@ -59,3 +59,19 @@ export function shimVerdict(spec: Spec, policy: ShimPolicy, containerId?: string
       return verdict(false, `policy annotation: no ${USERNS_ANNOTATION}=auto`);
   }
 }
+
+/** Names the block a container prefers (so it gets the same range, and its shifted rootfs fits, when it comes back). */
+export const NAME_ANNOTATION = 'io.oci-userns.name';
+
+/**
+ * What the shim asks the allocator for: the name the preferred block
+ * derives from, and a size when the spec names ids beyond one block
+ * (process.user, additionalGids), so they are mapped.
+ */
+export function requestedRange(spec: Spec, blockSize: number): { name?: string; size?: number } {
+  const user = spec.process?.user;
+  const additional = Array.isArray(user?.additionalGids) ? (user.additionalGids as unknown[]).filter((g): g is number => typeof g === 'number') : [];
+  const highest = Math.max(0, user?.uid ?? 0, user?.gid ?? 0, ...additional);
+  const name = spec.annotations?.[NAME_ANNOTATION];
+  return { ...(name ? { name } : {}), ...(highest >= blockSize ? { size: highest + 1 } : {}) };
+}

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ShimPolicy } from '../../lib/config';
 import { InputError } from '../../lib/errors';
-import { isSystemdContainer, shimVerdict } from '../../lib/policy';
+import { isSystemdContainer, requestedRange, shimVerdict } from '../../lib/policy';
 import type { Spec } from '../../lib/spec';
 
 const spec = (args: string[], annotations?: Record<string, string>): Spec => ({ ociVersion: '1.0.2', process: { cwd: '/', args }, annotations });
@@ -60,3 +60,15 @@ verdict('an unknown io.oci-userns.userns value is an input error naming the cont
   }
 });
 verdict.run();
+
+const request = suite('requestedRange: name and size the shim asks the allocator for');
+request('one block and no name for the captured specs', () => {
+  for (const name of ['config-podman4.3-systemd.json', 'config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json']) assert.equal(requestedRange(fixture(name), 65536), {}, name);
+});
+request('io.oci-userns.name names the block; ids beyond one block ask for more', () => {
+  const s: Spec = { ociVersion: '1.0.2', process: { cwd: '/', args: ['/sbin/init'], user: { uid: 1000, gid: 70000, additionalGids: [5, 200000] } }, annotations: { 'io.oci-userns.name': 'web' } };
+  assert.equal(requestedRange(s, 65536), { name: 'web', size: 200001 });
+  assert.equal(requestedRange({ ...s, annotations: {}, process: { cwd: '/', user: { uid: 65535, gid: 0 } } }, 65536), {});
+  assert.equal(requestedRange({ ...s, annotations: {}, process: { cwd: '/', user: { uid: 65536, gid: 0 } } }, 65536), { size: 65537 });
+});
+request.run();

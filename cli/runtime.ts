@@ -1,0 +1,74 @@
+// Entry of `oci-userns runtime [runtime args...]` and of the alias
+// oci-userns-runtime: the runtime shim. Not a yargs command, because its
+// arguments are runc's and crun's (yargs would read --root, --log, -b and
+// the like as its own); the executable dispatches here before yargs loads.
+
+import { realpathSync, writeSync } from 'node:fs';
+import type { Config } from '../lib/config';
+import { loadConfig } from '../lib/config-file';
+import { DEFAULTS } from '../lib/config';
+import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
+import { openHookLogger } from '../lib/hook-log';
+import { nullLogger, type Logger } from '../lib/logger';
+import { runShimCommand } from '../lib/shim';
+
+export const SHIM_PREFIX = 'oci-userns runtime';
+
+export interface ShimDeps {
+  config: Config;
+  /** The installed oci-userns program, by its real path (the hooks the shim adds run it). */
+  hookPath: string;
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Where the shim's own error lines go; the real runtime's stderr is inherited untouched. */
+  writeError?: (line: string) => void;
+}
+
+const stderrLine = (line: string) => {
+  writeSync(2, line);
+};
+
+/** Runs the shim; returns the exit code to use (the real runtime's, or ours when the shim failed before it ran). */
+export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
+  const writeError = deps.writeError ?? stderrLine;
+  const logger = deps.logger ?? nullLogger;
+  try {
+    const result = await runShimCommand({ argv, config: deps.config, hookPath: deps.hookPath, env: deps.env ?? process.env, cwd: process.cwd(), logger });
+    for (const warning of result.warnings) writeError(`${SHIM_PREFIX}: warning: ${warning}\n`);
+    return result.exitCode;
+  } catch (error) {
+    if (isUsernsError(error)) {
+      logger.error(`${SHIM_PREFIX}: ${error.message}`, { containerId: error.containerId, argv });
+      writeError(`${SHIM_PREFIX}: ${error.message}\n`);
+      return error.exitCode;
+    }
+    writeError(`${SHIM_PREFIX}: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
+    return INTERNAL_EXIT_CODE;
+  }
+}
+
+/**
+ * What the executable calls: the config from OCI_USERNS_CONFIG or the
+ * default path (runtime arguments leave no room for --config), the log
+ * writer the hook uses (no winston on the container's start path), and the
+ * program's own real path for the hooks.
+ */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, programPath = process.argv[1]!): Promise<number> {
+  let config: Config;
+  try {
+    config = await loadConfig({ env });
+  } catch (error) {
+    if (!isUsernsError(error)) throw error;
+    stderrLine(`${SHIM_PREFIX}: ${error.message}\n`);
+    const logger = openHookLogger({ file: env.OCI_USERNS_LOG_FILE ?? DEFAULTS.logFile, level: 'error', fields: { command: 'runtime' } });
+    logger.error(`${SHIM_PREFIX}: ${error.message}`, { argv });
+    await logger.close();
+    return error.exitCode;
+  }
+  const logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { command: 'runtime' } });
+  try {
+    return await runShim(argv, { config, hookPath: realpathSync(programPath), logger, env });
+  } finally {
+    await logger.close();
+  }
+}
