@@ -8,15 +8,19 @@ import { promises as fs } from 'node:fs';
 import { delegateCgroup, delegationProblems } from './cgroup';
 import type { Config } from './config';
 import { errnoCode, InputError, RefusedError, systemError } from './errors';
-import { parseProcIdMap, toHost, type IdMapping } from './idmap';
+import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
 import { ANNOTATION_PREFIX, isSystemdContainer } from './policy';
-import { hasUserNamespace, processUser, readSpec, specMappings, type Spec } from './spec';
+import { guardContainer, listRanges, releaseContainer } from './ranges';
+import { hasUserNamespace, processUser, readSpec, rootfsPath, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
 export const HOOK_STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
 export type HookStage = (typeof HOOK_STAGES)[number];
+
+/** Set by the runtime shim on the specs it gave a user namespace, so the range is recorded as the shim's. */
+export const SOURCE_ANNOTATION = `${ANNOTATION_PREFIX}source`;
 
 /** "false" opts a container out even when hooks.d started the hook for it (by its command). */
 export const ENABLE_ANNOTATION = `${ANNOTATION_PREFIX}enable`;
@@ -70,7 +74,8 @@ export async function runHook(input: HookInput): Promise<HookOutcome> {
     return { ...base, outcome: 'not-applicable', reason: `${ENABLE_ANNOTATION}=false`, actions: {} };
   }
   if (input.stage === 'poststop') {
-    return { ...base, outcome: 'done', actions: {} };
+    const released = await releaseContainer({ stateDir: input.config.stateDir, id: state.id, logger: input.logger, procRoot: input.procRoot });
+    return { ...base, outcome: 'done', actions: { released: released !== undefined } };
   }
   if (!state.pid) {
     throw new InputError(`state for ${input.stage} has no pid`, { containerId: state.id, hint: 'the runtime must pass the container pid before start' });
@@ -108,7 +113,46 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
     throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
   }
   const actions: Record<string, unknown> = {};
+  const registered = (await listRanges({ stateDir: config.stateDir })).some((e) => e.id === containerId);
+  const { entry } = await guardContainer({
+    stateDir: config.stateDir,
+    id: containerId,
+    uidMappings,
+    gidMappings,
+    source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external',
+    pid: state.pid,
+    overlap: config.overlap,
+    logger,
+    procRoot,
+  });
+  actions.range = { source: entry.source, uidMappings: formatIdMap(uidMappings), gidMappings: formatIdMap(gidMappings) };
+  try {
+    await shiftRootfs(input, state, spec, uidMappings, gidMappings, actions);
+    await delegate(input, state, spec, hostUid, hostGid, actions);
+  } catch (error) {
+    // Nothing half done: a container that fails here never starts, so the
+    // range registered for it by this call is given back.
+    if (!registered) await releaseContainer({ stateDir: config.stateDir, id: containerId, logger, procRoot });
+    throw error;
+  }
+  return actions;
+}
 
+async function shiftRootfs(input: HookInput, state: ContainerState, spec: Spec, uidMap: IdMapping[], gidMap: IdMapping[], actions: Record<string, unknown>): Promise<void> {
+  const { config, logger } = input;
+  const rootfs = rootfsPath(spec, state.bundle);
+  if (rootfs === undefined || config.shift.mode === 'never') return;
+  // Loaded only here: the shift engine and its xattr tooling cost start-up
+  // time that containers without a user namespace should not pay.
+  const { ensureShifted } = await import('./shift');
+  const result = await ensureShifted({ rootfs, uidMap, gidMap, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: state.id, logger });
+  actions.shift = { action: result.action, inodes: result.inodes, changed: result.changed, ms: result.durationMs };
+  if (result.skippedMounts.length > 0) logger.info('mount points inside the rootfs were not shifted', { containerId: state.id, skippedMounts: result.skippedMounts });
+}
+
+async function delegate(input: HookInput, state: ContainerState & { pid: number }, spec: Spec, hostUid: number, hostGid: number, actions: Record<string, unknown>): Promise<void> {
+  const { config, logger } = input;
+  const containerId = state.id;
   const problems = delegationProblems(spec);
   if (problems.length > 0) {
     const systemd = isSystemdContainer(spec);
@@ -122,8 +166,7 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
     if (systemd) logger.warn(`${message}; systemd will fail to create its cgroups`, { containerId });
     actions.cgroup = { skipped: problems };
   } else {
-    const result = await delegateCgroup({ pid: state.pid, uid: hostUid, gid: hostGid, containerId, procRoot, logger });
+    const result = await delegateCgroup({ pid: state.pid, uid: hostUid, gid: hostGid, containerId, procRoot: input.procRoot, logger });
     actions.cgroup = { path: result.cgroupPath, changed: result.changed.length, uid: hostUid, gid: hostGid };
   }
-  return actions;
 }

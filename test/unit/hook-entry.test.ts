@@ -32,7 +32,7 @@ async function runHook(args: string[], stdin: string | undefined, env: NodeJS.Pr
       done();
     },
   });
-  const code = await main(args, { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile, ...env } });
+  const code = await main(args, { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile, OCI_USERNS_LOG_FILE: logFile, ...env } });
   let log: Array<Record<string, unknown>> = [];
   try {
     log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
