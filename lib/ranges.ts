@@ -102,8 +102,9 @@ export async function guardContainer(opts: GuardOptions): Promise<{ entry: Range
       ...(opts.runtimeRoot !== undefined ? { runtimeRoot: opts.runtimeRoot } : {}),
     };
     if (entry.pidStart === undefined) delete entry.pidStart;
-    const kept = entries.filter((e) => e.id !== id && !gone.includes(e));
-    return { entries: [...kept, entry], result: { entry, conflicts: live } };
+    // In place, so that guarding a registered container again rewrites nothing.
+    const kept = entries.filter((e) => !gone.includes(e)).map((e) => (e.id === id ? entry : e));
+    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts: live } };
   });
 }
 

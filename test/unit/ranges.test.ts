@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -106,8 +106,10 @@ guarding('registers a container with its pid and start time; again is the same',
   const { entry, conflicts } = await guard('a', 10 * B, { pid: 200, name: 'web' });
   assert.equal(conflicts, []);
   assert.equal({ ...entry, since: '' }, { id: 'a', uidMappings: map(10 * B), gidMappings: map(10 * B), since: '', source: 'external', name: 'web', pid: 200, pidStart: 1234 });
+  const inode = statSync(registryPath(stateDir)).ino;
   const again = await guard('a', 10 * B, { pid: 200, name: 'web' });
   assert.equal(again.entry, entry);
+  assert.is(statSync(registryPath(stateDir)).ino, inode, 'guarding again rewrote the registry');
 });
 guarding("the shim's allocation keeps its source and gains the pid", async () => {
   const allocated = await alloc('s', { source: 'shim' });
@@ -155,8 +157,8 @@ guarding('disjoint containers and the same id with new ids', async () => {
   await guard('a', 12 * B, { logger });
   assert.match(logger.records[0]!.message, /container a was registered with other ids/);
   assert.equal((await listRanges({ stateDir })).map((e) => [e.id, e.uidMappings[0]!.hostID]), [
-    ['b', 11 * B],
     ['a', 12 * B],
+    ['b', 11 * B],
   ]);
 });
 guarding('bad mappings are input errors', async () => {
