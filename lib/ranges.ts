@@ -70,7 +70,15 @@ export interface GuardOptions extends Common {
  * `overlap` is 'warn'. Idempotent for the same id and mappings: the entry
  * keeps its source and since, and gains the pid.
  */
-export async function guardContainer(opts: GuardOptions): Promise<{ entry: RangeEntry; conflicts: RangeEntry[] }> {
+export interface GuardResult {
+  entry: RangeEntry;
+  /** Live containers whose ids overlap (only with overlap 'warn'; 'refuse' throws instead). */
+  conflicts: RangeEntry[];
+  /** The entry was made by this call (not there before, or there with other ids): give it back if the container then fails to start. */
+  created: boolean;
+}
+
+export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const { id, logger, procRoot } = opts;
   const uidMappings = validateIdMap(opts.uidMappings, `container ${id} uidMappings`);
   const gidMappings = validateIdMap(opts.gidMappings, `container ${id} gidMappings`);
@@ -104,7 +112,7 @@ export async function guardContainer(opts: GuardOptions): Promise<{ entry: Range
     if (entry.pidStart === undefined) delete entry.pidStart;
     // In place, so that guarding a registered container again rewrites nothing.
     const kept = entries.filter((e) => !gone.includes(e)).map((e) => (e.id === id ? entry : e));
-    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts: live } };
+    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts: live, created: !same } };
   });
 }
 

@@ -103,18 +103,21 @@ guarding.before.each(setup);
 guarding.after.each(teardown);
 guarding('registers a container with its pid and start time; again is the same', async () => {
   fakeProcess(200, 1234);
-  const { entry, conflicts } = await guard('a', 10 * B, { pid: 200, name: 'web' });
+  const { entry, conflicts, created } = await guard('a', 10 * B, { pid: 200, name: 'web' });
   assert.equal(conflicts, []);
+  assert.ok(created);
   assert.equal({ ...entry, since: '' }, { id: 'a', uidMappings: map(10 * B), gidMappings: map(10 * B), since: '', source: 'external', name: 'web', pid: 200, pidStart: 1234 });
   const inode = statSync(registryPath(stateDir)).ino;
   const again = await guard('a', 10 * B, { pid: 200, name: 'web' });
   assert.equal(again.entry, entry);
+  assert.not.ok(again.created);
   assert.is(statSync(registryPath(stateDir)).ino, inode, 'guarding again rewrote the registry');
 });
 guarding("the shim's allocation keeps its source and gains the pid", async () => {
   const allocated = await alloc('s', { source: 'shim' });
   fakeProcess(300, 5);
-  const { entry } = await guardContainer({ stateDir, procRoot, id: 's', uidMappings: allocated.uidMappings, gidMappings: allocated.gidMappings, source: 'shim', pid: 300, overlap: 'refuse' });
+  const { entry, created } = await guardContainer({ stateDir, procRoot, id: 's', uidMappings: allocated.uidMappings, gidMappings: allocated.gidMappings, source: 'shim', pid: 300, overlap: 'refuse' });
+  assert.not.ok(created);
   assert.is(entry.source, 'shim');
   assert.is(entry.since, allocated.since);
   assert.is(entry.pid, 300);
