@@ -125,4 +125,4 @@ function report(args: GlobalArgs, rootfs: string, result: { shifted: boolean; in
   for (const path of result.skippedMounts) print(`${rootfs}: skipped mount point ${path}`);
 }
 
-export default [shift, unshift];
+export default [shift, unshift] as unknown as Array<CommandModule<GlobalArgs, GlobalArgs>>;
