@@ -79,7 +79,7 @@ export function snapshot(root: string): Map<string, InodeState> {
 }
 
 function readXattrs(root: string): Map<string, Pick<InodeState, 'acl' | 'defaultAcl' | 'cap'>> {
-  const text = sh('getfattr', ['-R', '-P', '-d', '-m', '^(security\\.capability|system\\.posix_acl_(access|default))$', '-e', 'hex', '--absolute-names', root]);
+  const text = sh('getfattr', ['-R', '-P', '-h', '-d', '-m', '^(security\\.capability|system\\.posix_acl_(access|default))$', '-e', 'hex', '--absolute-names', root]);
   const out = new Map<string, Pick<InodeState, 'acl' | 'defaultAcl' | 'cap'>>();
   let current: Pick<InodeState, 'acl' | 'defaultAcl' | 'cap'> = {};
   for (const line of text.split('\n')) {
