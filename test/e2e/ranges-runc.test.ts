@@ -1,0 +1,135 @@
+// End to end with real runc and the built hook: two busybox containers in
+// user namespaces are registered with their own mappings (pid included), a
+// third whose host uids overlap one of them is refused by the createRuntime
+// hook with the error on runc's stderr, and after both stop (runc delete
+// runs the poststop hook) the registry is empty. Needs root, runc, unshare,
+// busybox (static) and cgroup2 (at /sys/fs/cgroup, or elsewhere on a hybrid
+// host, where the script runs in a private mount namespace whose
+// /sys/fs/cgroup is the cgroup2 hierarchy).
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cgroup2MountPoint } from '../../lib/doctor';
+import type { IdMapping } from '../../lib/idmap';
+import { parseRegistry, type RangeEntry } from '../../lib/registry';
+
+const root = join(import.meta.dirname, '..', '..');
+const program = join(root, 'dist', 'oci-userns.cjs');
+const BUSYBOX = '/bin/busybox';
+
+async function whyNot(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['runc', 'unshare']) {
+    if ((await execa('sh', ['-c', `command -v ${tool}`], { reject: false })).exitCode !== 0) return `${tool} is not installed`;
+  }
+  if (!existsSync(BUSYBOX)) return `${BUSYBOX} is missing (apt-get install busybox-static)`;
+  if (cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === undefined) return 'no cgroup2 hierarchy is mounted';
+  return undefined;
+}
+
+const skip = await whyNot();
+const test = suite('runc + hook: ranges registered, overlap refused, released at poststop');
+let work = '';
+const tag = `${process.pid}`;
+const ids = { a: `ranges-a-${tag}`, b: `ranges-b-${tag}`, c: `ranges-c-${tag}` };
+const A = 1_000_000;
+const B = A + 65536;
+
+function bundle(name: string, hostID: number, size: number, config: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  const spec = JSON.parse(readFileSync(join(root, 'test', 'fixtures', 'config-runc-spec-userns.json'), 'utf8'));
+  spec.process.args = ['/bin/sleep', '120'];
+  spec.root = { path: join(work, 'rootfs'), readonly: true };
+  const map: IdMapping[] = [{ containerID: 0, hostID, size }];
+  spec.linux.uidMappings = map;
+  spec.linux.gidMappings = map;
+  const hook = (stage: string) => [{ path: process.execPath, args: ['node', program, 'hook', stage, '--config', config] }];
+  spec.hooks = { createRuntime: hook('createRuntime'), poststop: hook('poststop') };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
+  return dir;
+}
+
+test.before(async () => {
+  if (skip) return;
+  const build = await execa(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, reject: false, all: true });
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.all}`);
+  work = mkdtempSync(join(tmpdir(), 'oci-userns-ranges-e2e-'));
+  // Container root maps to unprivileged host ids, which must reach the rootfs.
+  chmodSync(work, 0o755);
+  const rootfs = join(work, 'rootfs');
+  for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp']) mkdirSync(join(rootfs, d), { recursive: true });
+  copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
+  chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const applet of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', applet));
+});
+test.after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** The registry as the script printed it between two markers. */
+function snapshot(output: string, marker: string): RangeEntry[] {
+  const match = new RegExp(`=== ${marker}\\n([\\s\\S]*?)=== end`).exec(output);
+  if (!match) throw new Error(`no ${marker} snapshot in:\n${output}`);
+  return parseRegistry(match[1]!, marker);
+}
+
+test('two containers registered, an overlapping third refused, registry empty after both stop', async () => {
+  if (skip) {
+    console.log(`  SKIPPED runc ranges e2e: ${skip}`);
+    return;
+  }
+  const stateDir = join(work, 'state');
+  const config = join(work, 'oci-userns.json');
+  writeFileSync(config, JSON.stringify({ logFile: join(work, 'oci-userns.log'), stateDir, shift: { mode: 'never' } }));
+  const bundles = { a: bundle('a', A, 65536, config), b: bundle('b', B, 65536, config), c: bundle('c', A + 4096, 1000, config) };
+  const runcRoot = join(work, 'runc');
+  const runc = `runc --root ${runcRoot}`;
+  const script = `
+set -u
+trap '${Object.values(ids).map((id) => `${runc} delete -f ${id} >/dev/null 2>&1`).join('; ')}' EXIT
+for x in a b; do
+  eval id=\\$ID_$x bundle=\\$BUNDLE_$x
+  ${runc} run -d --bundle "$bundle" "$id" </dev/null >/dev/null 2>"${work}/$x.err" || { echo "start $x failed: $(cat ${work}/$x.err)"; exit 1; }
+done
+echo "=== running"; cat "${stateDir}/ranges.json"; echo "=== end"
+${runc} run -d --bundle "$BUNDLE_c" "$ID_c" </dev/null >/dev/null 2>"${work}/c.err"
+echo "third exit $?"; echo "=== third stderr"; cat "${work}/c.err"; echo "=== end"
+echo "=== after refusal"; cat "${stateDir}/ranges.json"; echo "=== end"
+${runc} delete -f "$ID_a"; ${runc} delete -f "$ID_b"
+echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
+`;
+  const env = { ID_a: ids.a, ID_b: ids.b, ID_c: ids.c, BUNDLE_a: bundles.a, BUNDLE_b: bundles.b, BUNDLE_c: bundles.c, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const unified = cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
+  const argv = unified
+    ? ['sh', '-c', script]
+    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
+  const result = await execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true, timeout: 120_000 });
+  const out = result.all ?? '';
+  assert.is(result.exitCode, 0, out);
+
+  const running = snapshot(out, 'running');
+  assert.equal(running.map((e) => e.id), [ids.a, ids.b], out);
+  for (const [entry, host] of [
+    [running[0]!, A],
+    [running[1]!, B],
+  ] as const) {
+    assert.equal(entry.uidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
+    assert.equal(entry.gidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
+    assert.is(entry.source, 'external');
+    assert.ok(Number.isInteger(entry.pid) && entry.pid! > 0, 'the hook records the container pid');
+    assert.ok(Number.isInteger(entry.pidStart), 'and its start time');
+  }
+
+  assert.match(out, /third exit [1-9]/);
+  const stderr = /=== third stderr\n([\s\S]*?)=== end/.exec(out)![1]!;
+  assert.match(stderr, new RegExp(`oci-userns: createRuntime: container ${ids.c}: its host ids \\(uids 0:${A + 4096}:1000, gids 0:${A + 4096}:1000\\) overlap those of ${ids.a} \\(uids 0:${A}:65536`));
+  assert.equal(snapshot(out, 'after refusal').map((e) => e.id), [ids.a, ids.b], 'the refused container left nothing behind');
+
+  assert.equal(snapshot(out, 'stopped'), [], out);
+});
+
+test.run();
