@@ -56,7 +56,7 @@ function lstat(path: string): Stats | undefined {
  * that its owner changes only once everything below it is done.
  */
 export async function* walkBatches(options: WalkOptions): AsyncGenerator<Entry[]> {
-  const batchSize = options.batchSize ?? 2048;
+  const batchSize = options.batchSize ?? 8192;
   const rootStat = lstat(options.root)!;
   const dev = rootStat.dev;
   const linked = new Set<number>();

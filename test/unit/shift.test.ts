@@ -1,0 +1,66 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RefusedError } from '../../lib/errors';
+import { parseIdMap } from '../../lib/idmap';
+import { dryRunShift, ensureShifted, shiftTree } from '../../lib/shift';
+import { readStateFast } from '../../lib/shift-journal';
+
+const R = parseIdMap('0:100000:65536');
+const isRoot = process.getuid?.() === 0;
+
+const unmapped = suite('ids outside the mapping');
+let work = '';
+unmapped.before.each(() => {
+  work = mkdtempSync(join(tmpdir(), 'oci-userns-shift-unit-'));
+  mkdirSync(join(work, 'rootfs'));
+  for (let i = 0; i < 12; i++) {
+    writeFileSync(join(work, 'rootfs', `far${String(i).padStart(2, '0')}`), '');
+    chownSync(join(work, 'rootfs', `far${String(i).padStart(2, '0')}`), 70000 + i, 0);
+  }
+  writeFileSync(join(work, 'rootfs', 'near'), '');
+});
+unmapped.after.each(() => rmSync(work, { recursive: true, force: true }));
+
+unmapped('are an error naming at most 10 paths; the rest is shifted and the shift stays pending', async () => {
+  if (!isRoot) return console.log('SKIP shift unit: needs root to chown');
+  const rootfs = join(work, 'rootfs');
+  const stateDir = join(work, 'state');
+  try {
+    await shiftTree({ rootfs, uidMap: R, gidMap: R, unmapped: 'error', stateDir });
+    assert.unreachable('should have failed');
+  } catch (error) {
+    assert.instance(error, RefusedError);
+    const message = (error as Error).message;
+    assert.match(message, '12 inode(s)');
+    assert.match(message, 'and 2 more');
+    assert.is(message.split(rootfs + '/far').length - 1, 10);
+  }
+  assert.is(lstatSync(join(rootfs, 'near')).uid, 100000);
+  assert.ok(readStateFast(stateDir, rootfs)?.pending, 'pending, so a rerun finishes');
+  const result = await ensureShifted({ rootfs, uidMap: R, gidMap: R, mode: 'auto', unmapped: 'overflow', stateDir });
+  assert.is(result.action, 'shifted');
+  assert.is(lstatSync(join(rootfs, 'far03')).uid, 165534);
+  assert.is(lstatSync(rootfs).uid, 100000);
+});
+
+unmapped('dry run counts without changing anything', async () => {
+  if (!isRoot) return;
+  const rootfs = join(work, 'rootfs');
+  const r = await dryRunShift({ rootfs, uidMap: R, gidMap: R, unmapped: 'error', stateDir: join(work, 'state') });
+  assert.equal([r.inodes, r.changed, r.unmapped, r.pending], [14, 2, 12, false]);
+  assert.is(lstatSync(join(rootfs, 'near')).uid, 0);
+});
+
+unmapped('an engine-shifted rootfs (owner already per the mapping, no record) is skipped in auto mode', async () => {
+  if (!isRoot) return;
+  const rootfs = join(work, 'rootfs');
+  chownSync(rootfs, 100000, 100000);
+  const r = await ensureShifted({ rootfs, uidMap: R, gidMap: R, mode: 'auto', unmapped: 'error', stateDir: join(work, 'state') });
+  assert.is(r.action, 'skipped');
+  assert.is(lstatSync(join(rootfs, 'near')).uid, 0);
+});
+
+unmapped.run();
