@@ -12,7 +12,7 @@ import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
 import { ANNOTATION_PREFIX, isSystemdContainer } from './policy';
-import { guardContainer, listRanges, releaseContainer } from './ranges';
+import { guardContainer, releaseContainer } from './ranges';
 import { hasUserNamespace, processUser, readSpec, rootfsPath, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
@@ -113,8 +113,7 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
     throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
   }
   const actions: Record<string, unknown> = {};
-  const registered = (await listRanges({ stateDir: config.stateDir })).some((e) => e.id === containerId);
-  const { entry } = await guardContainer({
+  const { entry, created } = await guardContainer({
     stateDir: config.stateDir,
     id: containerId,
     uidMappings,
@@ -132,7 +131,7 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
   } catch (error) {
     // Nothing half done: a container that fails here never starts, so the
     // range registered for it by this call is given back.
-    if (!registered) await releaseContainer({ stateDir: config.stateDir, id: containerId, logger, procRoot });
+    if (created) await releaseContainer({ stateDir: config.stateDir, id: containerId, logger, procRoot });
     throw error;
   }
   return actions;
