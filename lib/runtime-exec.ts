@@ -12,6 +12,9 @@ import { HostError, RefusedError, systemError } from './errors';
 /** What an engine or a terminal may send the runtime while it runs (runc forwards them to the container in `run`). */
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
 
+/** Where the runtime is looked for when the engine clears the environment (podman's conmon does for delete). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 const isExecutableFile = (path: string) => {
   try {
     accessSync(path, fsConstants.X_OK);
@@ -33,9 +36,9 @@ export function resolveRuntime(runtime: string, env: NodeJS.ProcessEnv, self: st
     path = isAbsolute(runtime) ? runtime : resolve(cwd, runtime);
     if (!isExecutableFile(path)) throw new HostError(`the real runtime ${path} is not an executable file`, { path, hint });
   } else {
-    const dirs = (env.PATH ?? '').split(delimiter).filter((d) => d !== '');
+    const dirs = (env.PATH || DEFAULT_PATH).split(delimiter).filter((d) => d !== '');
     path = dirs.map((d) => join(isAbsolute(d) ? d : resolve(cwd, d), runtime)).find(isExecutableFile);
-    if (path === undefined) throw new HostError(`the real runtime '${runtime}' is not on PATH (${env.PATH ?? 'unset'})`, { hint });
+    if (path === undefined) throw new HostError(`the real runtime '${runtime}' is not on PATH (${env.PATH || `unset, so ${DEFAULT_PATH}`})`, { hint });
   }
   let real: string;
   try {

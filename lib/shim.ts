@@ -14,7 +14,9 @@ import { requestedRange, shimVerdict } from './policy';
 import { allocateRange, releaseContainer, type RangeEntry } from './ranges';
 import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './shim-args';
 import { applyModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
-import type { Spec } from './spec';
+import { rootfsPath, type Spec } from './spec';
+import { toHost } from './idmap';
+import { openPathToRootfs } from './rootfs-access';
 import { replaceFileAtomic } from './atomic-file';
 import { resolveRuntime, runRuntime } from './runtime-exec';
 
@@ -54,9 +56,25 @@ function readSpecFile(path: string, maxBytes: number, containerId?: string): Spe
 }
 
 /**
+ * Before the runtime mounts anything: container root must reach the rootfs,
+ * and own it already, because the runtime creates mount points (/etc/hosts,
+ * /var/log/journal) inside it from the user namespace, before any hook runs.
+ * The createRuntime hook then finds it shifted and only checks.
+ */
+async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts: ShimOptions): Promise<void> {
+  const { config, logger } = opts;
+  await openPathToRootfs(rootfs, { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! }, { containerId: id, logger });
+  if (config.shift.mode === 'never') return;
+  // Loaded only here, as in the hook: pass-through commands must not pay for the shift engine.
+  const { ensureShifted } = await import('./shift');
+  const result = await ensureShifted({ rootfs, uidMap: entry.uidMappings, gidMap: entry.gidMappings, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: id, logger });
+  logger.info(`rootfs ${result.action}`, { containerId: id, rootfs, inodes: result.inodes, changed: result.changed, ms: result.durationMs });
+}
+
+/**
  * For create and run: gives the container a user namespace when the policy
  * says so. Returns the range allocated, or undefined when the spec was left
- * as it was. The range is released again when config.json cannot be written.
+ * as it was.
  */
 export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promise<RangeEntry | undefined> {
   const { config, logger } = opts;
@@ -75,9 +93,12 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promi
     });
   }
   const entry = await allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requestedRange(spec, config.pool.blockSize), source: 'shim', logger, procRoot: opts.procRoot });
-  const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
-  const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, hooks, systemd: verdict.systemd }));
+  // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
+    const rootfs = rootfsPath(spec, args.bundle!);
+    if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
+    const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+    const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, hooks, systemd: verdict.systemd }));
     await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: id });
   } catch (error) {
     await releaseContainer({ stateDir: config.stateDir, id, logger });

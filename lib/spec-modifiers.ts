@@ -53,6 +53,39 @@ export const makeCgroupMountWritable: SpecModifier = (spec) => {
   };
 };
 
+/**
+ * Mounting sysfs needs the network namespace to belong to the container's
+ * user namespace; a network namespace joined by path (podman's, CNI's) or
+ * the host's belongs to the host's, and runc fails with "mount sysfs:
+ * operation not permitted". Then /sys is bind-mounted read-only instead,
+ * as podman does for user-namespaced containers on a shared network.
+ */
+export const bindSysWhenNetworkShared: SpecModifier = (spec) => {
+  const network = spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+  if (network !== undefined && !network.path) return spec;
+  const isSysfs = (m: SpecMount) => normalize(m.destination) === '/sys' && m.type === 'sysfs';
+  if (!(spec.mounts ?? []).some(isSysfs)) return spec;
+  return {
+    ...spec,
+    mounts: spec.mounts!.map((m) => (isSysfs(m) ? { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] } : m)),
+  };
+};
+
+/**
+ * A network namespace joined by path belongs to the host's user namespace,
+ * so the container cannot write its net.* sysctls (runc: "open
+ * /proc/sys/net/ipv4/ping_group_range: permission denied"); the engine that
+ * made the namespace set it up. Those keys are dropped; the rest stay.
+ */
+export const dropNetSysctlsWhenNetworkJoined: SpecModifier = (spec) => {
+  const network = spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+  const sysctl = spec.linux?.sysctl as Record<string, string> | undefined;
+  if (!network?.path || sysctl === undefined) return spec;
+  const kept = Object.fromEntries(Object.entries(sysctl).filter(([key]) => !key.startsWith('net.')));
+  if (Object.keys(kept).length === Object.keys(sysctl).length) return spec;
+  return { ...spec, linux: { ...spec.linux, sysctl: kept } };
+};
+
 export interface OurHooks {
   /** The installed oci-userns program, by its real path (runtimes exec it directly). */
   path: string;
@@ -113,6 +146,8 @@ export function userNamespaceModifiers(change: UserNamespaceChange): SpecModifie
     addUserNamespace,
     setIdMappings(change),
     addCgroupNamespace,
+    bindSysWhenNetworkShared,
+    dropNetSysctlsWhenNetworkJoined,
     ...(change.systemd ? [makeCgroupMountWritable] : []),
     addHooks(change.hooks),
     setAnnotation(SOURCE_ANNOTATION, 'shim'),

@@ -10,6 +10,8 @@ import {
   addHooks,
   addUserNamespace,
   applyModifiers,
+  bindSysWhenNetworkShared,
+  dropNetSysctlsWhenNetworkJoined,
   makeCgroupMountWritable,
   setAnnotation,
   setIdMappings,
@@ -76,6 +78,36 @@ cgroupMount('podman --systemd=always (already rw) is unchanged; a spec without t
   assert.equal(mounted, [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'rw'] }]);
 });
 cgroupMount.run();
+
+const sys = suite('bindSysWhenNetworkShared');
+sys('podman joins its network namespace by path: sysfs becomes a read-only rbind of /sys', () => {
+  const before = fixture('config-podman4.3-systemd.json');
+  const after = bindSysWhenNetworkShared(before);
+  assert.equal(after.mounts!.find((m) => m.destination === '/sys'), { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] });
+  assert.equal(after.mounts!.filter((m) => m.destination !== '/sys'), before.mounts!.filter((m) => m.destination !== '/sys'));
+});
+sys('a new network namespace (runc and crun spec) keeps sysfs; the host network (none) does not', () => {
+  for (const name of ['config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json']) assert.equal(bindSysWhenNetworkShared(fixture(name)), fixture(name), name);
+  const hostNet = fixture('config-runc1.1.5-spec.json');
+  hostNet.linux!.namespaces = hostNet.linux!.namespaces!.filter((ns) => ns.type !== 'network');
+  assert.is(bindSysWhenNetworkShared(hostNet).mounts!.find((m) => m.destination === '/sys')!.type, 'bind');
+});
+sys.run();
+
+const sysctl = suite('dropNetSysctlsWhenNetworkJoined');
+sysctl('podman network namespace joined by path: net.* sysctls go, the others stay', () => {
+  const before = fixture('config-podman4.3-systemd.json');
+  assert.equal(before.linux!.sysctl, { 'net.ipv4.ping_group_range': '0 0' });
+  assert.equal(dropNetSysctlsWhenNetworkJoined(before).linux!.sysctl, {});
+  before.linux!.sysctl = { 'net.ipv4.ping_group_range': '0 0', 'kernel.msgmax': '8192' };
+  assert.equal(dropNetSysctlsWhenNetworkJoined(before).linux!.sysctl, { 'kernel.msgmax': '8192' });
+});
+sysctl('a new network namespace keeps its net.* sysctls', () => {
+  const spec = fixture('config-runc1.1.5-spec.json');
+  spec.linux!.sysctl = { 'net.ipv4.ping_group_range': '0 0' };
+  assert.equal(dropNetSysctlsWhenNetworkJoined(spec), spec);
+});
+sysctl.run();
 
 const hooks = suite('addHooks');
 hooks('appends createRuntime and poststop after the spec own hooks, with env and timeouts', () => {
