@@ -31,9 +31,12 @@
 //     blocks nobody; breakers sweep the staging directories of dead processes.
 // What it assumes: every process using one state directory sees the others'
 // pids (one pid namespace) and the directory is on a local filesystem.
+//
+// The file operations are synchronous: each is one short system call, and
+// on the hook's path the first asynchronous one alone costs milliseconds.
 
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode, HostError, systemError } from './errors';
@@ -50,7 +53,7 @@ export interface LockOptions {
 
 export interface HeldLock {
   path: string;
-  release(): Promise<void>;
+  release(): void;
 }
 
 interface Holder {
@@ -64,62 +67,68 @@ export function parseHolderName(name: string): Holder | undefined {
   return match ? { pid: Number(match[1]), start: Number(match[2]), boot: match[3]! } : undefined;
 }
 
-async function holderName(): Promise<string> {
-  const self = await selfIdentity();
-  return `${self.pid}.${self.start}.${await bootId()}.${randomBytes(8).toString('hex')}`;
+function holderName(): string {
+  const self = selfIdentity();
+  return `${self.pid}.${self.start}.${bootId()}.${randomBytes(8).toString('hex')}`;
 }
 
-async function isHolderAlive(holder: Holder): Promise<boolean> {
-  return holder.boot === (await bootId()) && isRunning(holder.pid, holder.start);
+function isHolderAlive(holder: Holder): boolean {
+  return holder.boot === bootId() && isRunning(holder.pid, holder.start);
 }
 
 const stagingPrefix = (path: string) => `.${basename(path)}.`;
 
 /** Removes staging directories of processes that died before renaming theirs into place. */
-export async function sweepStaging(path: string, logger?: Logger): Promise<void> {
+export function sweepStaging(path: string, logger?: Logger): void {
   const parent = dirname(path);
   const prefix = stagingPrefix(path);
-  for (const name of await fs.readdir(parent)) {
+  for (const name of readdirSync(parent)) {
     if (!name.startsWith(prefix)) continue;
     const holder = parseHolderName(name.slice(prefix.length));
-    if (!holder || (await isHolderAlive(holder))) continue;
-    await fs.rm(join(parent, name), { recursive: true, force: true });
+    if (!holder || isHolderAlive(holder)) continue;
+    rmSync(join(parent, name), { recursive: true, force: true });
     logger?.debug('removed the staging directory of a dead process', { path: join(parent, name) });
   }
 }
 
+function notADirectory(path: string): HostError {
+  return new HostError(`lock ${path} is not a directory`, { path, hint: `remove it: rm ${path}` });
+}
+
 /** Breaks the lock of dead holders; returns the live holders. */
-async function breakDeadHolders(path: string, logger?: Logger): Promise<string[]> {
+function breakDeadHolders(path: string, logger?: Logger): string[] {
   let names: string[];
   try {
-    names = await fs.readdir(path);
+    names = readdirSync(path);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return [];
-    if (errnoCode(error) === 'ENOTDIR') throw new HostError(`lock ${path} is not a directory`, { path, hint: `remove it: rm ${path}` });
+    if (errnoCode(error) === 'ENOTDIR') throw notADirectory(path);
     throw systemError('cannot list', path, error);
   }
   const alive: string[] = [];
   let broke = false;
   for (const name of names) {
     const holder = parseHolderName(name);
-    if (!holder || (await isHolderAlive(holder))) {
+    if (!holder || isHolderAlive(holder)) {
       alive.push(name);
       continue;
     }
-    await fs.unlink(join(path, name)).catch((error) => {
+    try {
+      unlinkSync(join(path, name));
+    } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw systemError('cannot remove', join(path, name), error);
-    });
+    }
     logger?.warn(`broke the lock ${path} of process ${holder.pid}, which is gone`, { path });
     broke = true;
   }
-  if (alive.length === 0) await removeIfEmpty(path);
-  if (broke) await sweepStaging(path, logger);
+  if (alive.length === 0) removeIfEmpty(path);
+  if (broke) sweepStaging(path, logger);
   return alive;
 }
 
-async function removeIfEmpty(path: string): Promise<void> {
+function removeIfEmpty(path: string): void {
   try {
-    await fs.rmdir(path);
+    rmdirSync(path);
   } catch (error) {
     const code = errnoCode(error);
     if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw systemError('cannot remove', path, error);
@@ -129,18 +138,18 @@ async function removeIfEmpty(path: string): Promise<void> {
 export async function acquireLock(opts: LockOptions): Promise<HeldLock> {
   const { path } = opts;
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
-  const name = await holderName();
+  const name = holderName();
   const staging = join(dirname(path), `${stagingPrefix(path)}${name}`);
   try {
-    await fs.mkdir(staging, { mode: 0o700 });
-    await (await fs.open(join(staging, name), 'wx', 0o600)).close();
+    mkdirSync(staging, { mode: 0o700 });
+    closeSync(openSync(join(staging, name), 'wx', 0o600));
   } catch (error) {
     throw systemError('cannot create', staging, error);
   }
   try {
     await waitAndRename(staging, path, deadline, opts);
   } catch (error) {
-    await fs.rm(staging, { recursive: true, force: true });
+    rmSync(staging, { recursive: true, force: true });
     throw error;
   }
   return { path, release: () => releaseLock(path, name) };
@@ -151,14 +160,14 @@ async function waitAndRename(staging: string, path: string, deadline: number, op
   let live: string[] = [];
   for (;;) {
     try {
-      await fs.rename(staging, path);
+      renameSync(staging, path);
       return;
     } catch (error) {
       const code = errnoCode(error);
-      if (code === 'ENOTDIR') throw new HostError(`lock ${path} is not a directory`, { path, hint: `remove it: rm ${path}` });
+      if (code === 'ENOTDIR') throw notADirectory(path);
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw systemError('cannot rename a lock into place at', path, error);
     }
-    live = await breakDeadHolders(path, opts.logger);
+    live = breakDeadHolders(path, opts.logger);
     if (live.length === 0) continue;
     if (Date.now() >= deadline) break;
     await sleep(delay + Math.random() * delay);
@@ -171,13 +180,13 @@ async function waitAndRename(staging: string, path: string, deadline: number, op
   });
 }
 
-async function releaseLock(path: string, name: string): Promise<void> {
+function releaseLock(path: string, name: string): void {
   try {
-    await fs.unlink(join(path, name));
+    unlinkSync(join(path, name));
   } catch (error) {
     throw systemError('cannot release the lock', path, error);
   }
-  await removeIfEmpty(path);
+  removeIfEmpty(path);
 }
 
 export async function withLock<T>(opts: LockOptions, fn: () => Promise<T>): Promise<T> {
@@ -185,6 +194,6 @@ export async function withLock<T>(opts: LockOptions, fn: () => Promise<T>): Prom
   try {
     return await fn();
   } finally {
-    await lock.release();
+    lock.release();
   }
 }

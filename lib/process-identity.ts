@@ -3,7 +3,7 @@
 // time (field 22 of /proc/PID/stat, clock ticks since boot), and a record
 // from an earlier boot names no live process at all.
 
-import { promises as fs } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { errnoCode, systemError } from './errors';
 
 export interface ProcessIdentity {
@@ -16,11 +16,11 @@ export interface ProcessIdentity {
  * The start time of a running process, or undefined when there is no such
  * process or it has exited and is only waiting to be reaped (a zombie).
  */
-export async function processStart(pid: number, procRoot = '/proc'): Promise<number | undefined> {
+export function processStart(pid: number, procRoot = '/proc'): number | undefined {
   const path = `${procRoot}/${pid}/stat`;
   let text: string;
   try {
-    text = await fs.readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ESRCH') return undefined;
     throw systemError('cannot read', path, error);
@@ -34,31 +34,30 @@ export async function processStart(pid: number, procRoot = '/proc'): Promise<num
 }
 
 /** True while the process with this pid and start time runs; without a start time, while the pid does. */
-export async function isRunning(pid: number, start: number | undefined, procRoot = '/proc'): Promise<boolean> {
-  const actual = await processStart(pid, procRoot);
+export function isRunning(pid: number, start: number | undefined, procRoot = '/proc'): boolean {
+  const actual = processStart(pid, procRoot);
   return actual !== undefined && (start === undefined || actual === start);
 }
 
-let self: Promise<ProcessIdentity> | undefined;
+let self: ProcessIdentity | undefined;
 
-export function selfIdentity(): Promise<ProcessIdentity> {
-  self ??= processStart(process.pid).then((start) => {
-    if (start === undefined) throw systemError('cannot read', `/proc/${process.pid}/stat`, new Error('no start time'));
-    return { pid: process.pid, start };
-  });
+export function selfIdentity(): ProcessIdentity {
+  if (self) return self;
+  const start = processStart(process.pid);
+  if (start === undefined) throw systemError('cannot read', `/proc/${process.pid}/stat`, new Error('no start time'));
+  self = { pid: process.pid, start };
   return self;
 }
 
-let boot: Promise<string> | undefined;
+let boot: string | undefined;
 
 /** This boot's random id (/proc/sys/kernel/random/boot_id), without dashes. */
-export function bootId(): Promise<string> {
+export function bootId(): string {
   const path = '/proc/sys/kernel/random/boot_id';
-  boot ??= fs.readFile(path, 'utf8').then(
-    (text) => text.trim().replace(/-/g, ''),
-    (error) => {
-      throw systemError('cannot read', path, error);
-    },
-  );
+  try {
+    boot ??= readFileSync(path, 'utf8').trim().replace(/-/g, '');
+  } catch (error) {
+    throw systemError('cannot read', path, error);
+  }
   return boot;
 }

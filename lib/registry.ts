@@ -4,8 +4,10 @@
 // leaves the old or the new document, never half of one. Readers need no
 // lock. A document that does not parse is never reset: the error names it
 // and `oci-userns gc --repair` moves it aside and rebuilds it.
+// File operations are synchronous: the hook runs one at a time, and the
+// first asynchronous one in a process alone costs milliseconds.
 
-import { promises as fs } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, HostError, RefusedError, systemError } from './errors';
 import { validateIdMap, type IdMapping } from './idmap';
@@ -54,16 +56,16 @@ export const REPAIR_HINT = 'it was left untouched; look at it, then run oci-user
 export async function checkStateDir(stateDir: string, create: boolean): Promise<boolean> {
   let st;
   try {
-    st = await fs.lstat(stateDir);
+    st = lstatSync(stateDir);
   } catch (error) {
     if (errnoCode(error) !== 'ENOENT') throw systemError('cannot stat', stateDir, error);
     if (!create) return false;
     try {
-      await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     } catch (mkdirError) {
       throw systemError('cannot create', stateDir, mkdirError);
     }
-    st = await fs.lstat(stateDir);
+    st = lstatSync(stateDir);
   }
   const create0700 = `install -d -m 0700 -o root -g root ${stateDir}`;
   if (st.isSymbolicLink()) throw new RefusedError(`state directory ${stateDir} is a symlink`, { path: stateDir, hint: `replace it with a directory: rm ${stateDir} && ${create0700}` });
@@ -132,9 +134,9 @@ export function formatRegistry(entries: readonly RangeEntry[]): string {
 }
 
 /** The registry's text as read, or undefined when it does not exist yet. */
-async function readRegistryText(path: string): Promise<string | undefined> {
+function readRegistryText(path: string): string | undefined {
   try {
-    return await fs.readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw systemError('cannot read', path, error);
@@ -144,29 +146,29 @@ async function readRegistryText(path: string): Promise<string | undefined> {
 /** The entries on disk; none when the registry does not exist yet. Needs no lock. */
 export async function readRegistry(stateDir: string): Promise<RangeEntry[]> {
   const path = registryPath(stateDir);
-  const text = await readRegistryText(path);
+  const text = readRegistryText(path);
   return text === undefined ? [] : parseRegistry(text, path);
 }
 
 /** Replaces the registry atomically and durably. Call with the lock held. */
-export async function writeRegistry(stateDir: string, entries: readonly RangeEntry[]): Promise<void> {
+export function writeRegistry(stateDir: string, entries: readonly RangeEntry[]): void {
   const path = registryPath(stateDir);
   // A fixed temp name: only the lock holder writes it, and a killed writer's leftover is overwritten.
   const temp = `${path}.tmp`;
   try {
-    const file = await fs.open(temp, 'w', 0o644);
+    const file = openSync(temp, 'w', 0o644);
     try {
-      await file.writeFile(formatRegistry(entries));
-      await file.sync();
+      writeFileSync(file, formatRegistry(entries));
+      fsyncSync(file);
     } finally {
-      await file.close();
+      closeSync(file);
     }
-    await fs.rename(temp, path);
-    const dir = await fs.open(stateDir, 'r');
+    renameSync(temp, path);
+    const dir = openSync(stateDir, 'r');
     try {
-      await dir.sync();
+      fsyncSync(dir);
     } finally {
-      await dir.close();
+      closeSync(dir);
     }
   } catch (error) {
     throw systemError('cannot write the registry', path, error);
@@ -187,10 +189,10 @@ export async function updateRegistry<T>(opts: RegistryOptions, change: (entries:
   const lock = { path: join(opts.stateDir, LOCK_DIR), timeoutMs: opts.lockTimeoutMs, logger: opts.logger };
   return withLock(lock, async () => {
     const path = registryPath(opts.stateDir);
-    const text = await readRegistryText(path);
+    const text = readRegistryText(path);
     const before = text === undefined ? [] : parseRegistry(text, path);
     const { entries, result } = await change(before);
-    if (entries !== before && formatRegistry(entries) !== (text ?? formatRegistry([]))) await writeRegistry(opts.stateDir, entries);
+    if (entries !== before && formatRegistry(entries) !== (text ?? formatRegistry([]))) writeRegistry(opts.stateDir, entries);
     return result;
   });
 }

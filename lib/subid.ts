@@ -3,7 +3,7 @@
 // Parsing is strict, because a range misread here is handed to containers:
 // a malformed line stops the program with the file and line number.
 
-import { promises as fs } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { PoolConfig } from './config';
 import { errnoCode, HostError, InputError, systemError } from './errors';
 import type { Logger } from './logger';
@@ -111,9 +111,9 @@ export function poolRanges(entries: readonly SubidEntry[], aliases: ReadonlySet<
   return { ranges: subtractRanges(merged, shared), shared };
 }
 
-async function readOptional(path: string): Promise<string | undefined> {
+function readOptional(path: string): string | undefined {
   try {
-    return await fs.readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw systemError('cannot read', path, error);
@@ -130,9 +130,9 @@ export interface ReadPoolOptions {
 /** Reads the pool user's subordinate uids and gids; a pool with no ids at all is a HostError. */
 export async function readPool(opts: ReadPoolOptions): Promise<Pool> {
   const { pool, logger } = opts;
-  const aliases = ownerAliases(pool.user, await readOptional(opts.passwdFile ?? '/etc/passwd'));
-  const read = async (file: string, kind: string): Promise<IdRange[]> => {
-    const text = await readOptional(file);
+  const aliases = ownerAliases(pool.user, readOptional(opts.passwdFile ?? '/etc/passwd'));
+  const read = (file: string, kind: string): IdRange[] => {
+    const text = readOptional(file);
     const fix = `add a range for it, as podman --userns=auto expects: echo '${pool.user}:2147483647:2147483648' >> ${file}`;
     if (text === undefined) throw new HostError(`${file} does not exist, so pool user '${pool.user}' has no subordinate ${kind}s`, { path: file, hint: fix });
     const { ranges, shared } = poolRanges(parseSubid(text, file), aliases);
@@ -142,5 +142,5 @@ export async function readPool(opts: ReadPoolOptions): Promise<Pool> {
     if (ranges.length === 0) throw new HostError(`${file} has no ${kind}s for pool user '${pool.user}'`, { path: file, hint: fix });
     return ranges;
   };
-  return { user: pool.user, uids: await read(pool.subuidFile, 'uid'), gids: await read(pool.subgidFile, 'gid'), subuidFile: pool.subuidFile, subgidFile: pool.subgidFile };
+  return { user: pool.user, uids: read(pool.subuidFile, 'uid'), gids: read(pool.subgidFile, 'gid'), subuidFile: pool.subuidFile, subgidFile: pool.subgidFile };
 }
