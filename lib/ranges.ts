@@ -64,12 +64,6 @@ export interface GuardOptions extends Common {
   overlap: OverlapPolicy;
 }
 
-/**
- * Registers a user-namespaced container's ranges. Refuses (RefusedError,
- * nothing changed) when they overlap a different live container's, unless
- * `overlap` is 'warn'. Idempotent for the same id and mappings: the entry
- * keeps its source and since, and gains the pid.
- */
 export interface GuardResult {
   entry: RangeEntry;
   /** Live containers whose ids overlap (only with overlap 'warn'; 'refuse' throws instead). */
@@ -78,6 +72,12 @@ export interface GuardResult {
   created: boolean;
 }
 
+/**
+ * Registers a user-namespaced container's ranges. Refuses (RefusedError,
+ * nothing changed) when they overlap a different live container's, unless
+ * `overlap` is 'warn'. Idempotent for the same id and mappings: the entry
+ * keeps its source and since, and gains the pid.
+ */
 export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const { id, logger, procRoot } = opts;
   const uidMappings = validateIdMap(opts.uidMappings, `container ${id} uidMappings`);
