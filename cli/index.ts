@@ -4,7 +4,9 @@
 import yargs from 'yargs';
 import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
 import { closeLoggers, VERSION } from './context';
+import alloc from './alloc';
 import doctor from './doctor';
+import shift from './shift';
 import validate from './validate';
 
 const HOOK_USAGE = 'hook <prestart|createRuntime|poststop>';
@@ -17,6 +19,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('config', { type: 'string', global: true, describe: 'config file (default /etc/containers/oci-userns.json, or $OCI_USERNS_CONFIG)' })
     .option('json', { type: 'boolean', global: true, describe: 'print machine-readable JSON' })
     .command(HOOK_USAGE, 'OCI hook entry for runtimes: reads the state on stdin (see README)')
+    .command([...shift])
+    .command([...alloc])
     .command([...validate])
     .command([...doctor])
     .demandCommand(1, 'name a command; see --help')
