@@ -1,0 +1,293 @@
+// End to end: the runtime shim driven the way engines drive a runtime.
+// A busybox bundle through create/start/state/kill/delete with runc and
+// with crun; pass-through and the shim's own errors; signals and exit
+// status; podman --runtime <the shim> booting the Debian systemd image.
+// Runs the built program (dist/oci-userns.cjs, or $OCI_USERNS_PROGRAM)
+// through its alias oci-userns-runtime, as install.sh lays it out. Needs
+// root, runc, crun, busybox-static and cgroup2 (on a hybrid host each
+// engine session runs in a private mount namespace whose /sys/fs/cgroup
+// is the cgroup2 hierarchy).
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cgroup2MountPoint } from '../../lib/doctor';
+import { parseProcIdMap, type IdMapping } from '../../lib/idmap';
+
+const root = join(import.meta.dirname, '..', '..');
+const PROGRAM = process.env.OCI_USERNS_PROGRAM ?? join(root, 'dist', 'oci-userns.cjs');
+const BUSYBOX = '/bin/busybox';
+const IMAGE = 'localhost/oci-userns-debian-systemd';
+// Far from the ranges other suites and podman --userns=auto use.
+const POOL_START = 1879048192;
+const PODMAN_RUN = ['--pids-limit', '-1', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+
+const commandExists = async (name: string) => (await execa('sh', ['-c', `command -v ${name}`], { reject: false })).exitCode === 0;
+const unifiedHost = () => cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
+
+/** Runs a script where runtimes see cgroup2 at /sys/fs/cgroup (see test/e2e/podman.test.ts). */
+function engineShell(script: string, env: Record<string, string> = {}) {
+  const argv = unifiedHost()
+    ? ['sh', '-c', script]
+    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
+  return execa(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, reject: false, all: true, timeout: 240_000 });
+}
+
+let dir = '';
+/** The shim as engines call it: the alias, a symlink to the program. */
+let shim = '';
+
+async function whyNot(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['runc', 'crun', 'unshare']) if (!(await commandExists(tool))) return `${tool} is not installed`;
+  if (!existsSync(BUSYBOX)) return `${BUSYBOX} is missing (apt-get install busybox-static)`;
+  if (cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === undefined) return 'no cgroup2 hierarchy is mounted';
+  if (!existsSync(PROGRAM)) return `${PROGRAM} is not built (npm run build)`;
+  // Answered by runc, or by the shim itself (a config problem): either way the shim ran.
+  const probe = await execa(PROGRAM, ['runtime', '--version'], { reject: false, all: true, env: { PATH: process.env.PATH } });
+  if (!/runc version|^oci-userns runtime: /m.test(probe.all)) return `${PROGRAM} does not dispatch 'runtime' to the shim yet (bin/oci-userns.ts): ${probe.all.split('\n')[0]}`;
+  return undefined;
+}
+
+interface ConfigOptions {
+  name: string;
+  runtime?: string;
+  policy?: 'systemd' | 'always' | 'annotation';
+  blocks?: number;
+}
+
+/** A config of its own per case: state dir, log and a pool of `blocks` blocks in temp files. */
+function writeConfig(opts: ConfigOptions): { path: string; stateDir: string; logFile: string } {
+  const base = join(dir, opts.name);
+  mkdirSync(base, { recursive: true });
+  const line = `0:${POOL_START}:${(opts.blocks ?? 4) * 65536}\n`;
+  writeFileSync(join(base, 'subuid'), line);
+  writeFileSync(join(base, 'subgid'), line);
+  const stateDir = join(base, 'state');
+  const logFile = join(base, 'log', 'oci-userns.log');
+  const config = {
+    stateDir,
+    logFile,
+    pool: { user: '0', subuidFile: join(base, 'subuid'), subgidFile: join(base, 'subgid') },
+    runtime: { path: opts.runtime ?? 'runc', policy: opts.policy ?? 'always' },
+  };
+  writeFileSync(join(base, 'config.json'), JSON.stringify(config));
+  return { path: join(base, 'config.json'), stateDir, logFile };
+}
+
+function registry(stateDir: string): Array<{ id: string; source: string; uidMappings: IdMapping[]; gidMappings: IdMapping[] }> {
+  const file = join(stateDir, 'ranges.json');
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).entries : [];
+}
+
+/** A busybox bundle from `<runtime> spec`, made to run without a terminal, rlimits or device cgroup (this machine's limits). */
+async function busyboxBundle(name: string, runtime: string, args: string[]): Promise<string> {
+  const bundle = join(dir, name);
+  mkdirSync(join(bundle, 'rootfs', 'bin'), { recursive: true });
+  for (const d of ['proc', 'sys', 'dev', 'tmp']) mkdirSync(join(bundle, 'rootfs', d), { recursive: true });
+  copyFileSync(BUSYBOX, join(bundle, 'rootfs', 'bin', 'busybox'));
+  chmodSync(join(bundle, 'rootfs', 'bin', 'busybox'), 0o755);
+  for (const applet of ['sh', 'sleep', 'cat', 'true']) symlinkSync('busybox', join(bundle, 'rootfs', 'bin', applet));
+  await execa(runtime, ['spec'], { cwd: bundle });
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = args;
+  delete spec.process.rlimits;
+  delete spec.linux.resources;
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+  return bundle;
+}
+
+const skip = await whyNot();
+
+const lifecycle = suite('shim: create/start/state/kill/delete of a busybox bundle, as engines drive a runtime');
+if (skip) {
+  console.log(`SKIPPED shim e2e: ${skip}`);
+  lifecycle.skip('shim e2e (skipped)', () => {});
+} else {
+  lifecycle.before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'oci-userns-shim-'));
+    // Container root maps to an unprivileged host uid that must reach the bundle.
+    chmodSync(dir, 0o755);
+    shim = join(dir, 'oci-userns-runtime');
+    symlinkSync(PROGRAM, shim);
+  });
+
+  for (const runtime of ['runc', 'crun']) {
+    lifecycle(`${runtime}: the container runs in a user namespace with a registered range, released on delete`, async () => {
+      const config = writeConfig({ name: `life-${runtime}`, runtime });
+      const bundle = await busyboxBundle(`bundle-${runtime}`, runtime, ['sleep', '300']);
+      const stateRoot = join(dir, `${runtime}-root`);
+      const id = `oci-userns-shim-${runtime}-${process.pid}`;
+      const out = join(dir, `out-${runtime}`);
+      mkdirSync(out);
+      const S = `${shim} --root ${stateRoot}`;
+      const result = await engineShell(
+        [
+          `${S} create --bundle ${bundle} --pid-file ${out}/pid ${id}; echo create=$?`,
+          `${S} start ${id}; echo start=$?`,
+          `${S} state ${id} > ${out}/state.json; echo state=$?`,
+          `cat /proc/$(cat ${out}/pid)/uid_map > ${out}/uid_map`,
+          `cp ${config.stateDir}/ranges.json ${out}/ranges.json`,
+          `${S} kill ${id} KILL; echo kill=$?`,
+          `for i in $(seq 50); do ${S} state ${id} | grep -q '"status": "stopped"' && break; sleep 0.1; done`,
+          `${S} delete ${id}; echo delete=$?`,
+          // Cleanup when a step above failed: the real runtime, not the shim.
+          `${runtime} --root ${stateRoot} delete -f ${id} >/dev/null 2>&1; true`,
+        ].join('\n'),
+        { OCI_USERNS_CONFIG: config.path },
+      );
+      for (const step of ['create', 'start', 'state', 'kill', 'delete']) assert.match(result.stdout, new RegExp(`^${step}=0$`, 'm'), `${step} failed:\n${result.all}`);
+      assert.is(JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')).status, 'running');
+      const uidMap = parseProcIdMap(readFileSync(join(out, 'uid_map'), 'utf8'), 'uid_map');
+      assert.is(uidMap.length, 1);
+      assert.is(uidMap[0]!.containerID, 0);
+      assert.ok(uidMap[0]!.hostID >= POOL_START && uidMap[0]!.hostID < POOL_START + 4 * 65536, `host id ${uidMap[0]!.hostID} is outside the pool`);
+      const entry = JSON.parse(readFileSync(join(out, 'ranges.json'), 'utf8')).entries.find((e: { id: string }) => e.id === id);
+      assert.ok(entry, `no registry entry for ${id} while it ran`);
+      assert.is(entry.source, 'shim');
+      assert.equal(entry.uidMappings, uidMap);
+      const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+      assert.is(spec.annotations['io.oci-userns.source'], 'shim');
+      assert.equal(registry(config.stateDir).filter((e) => e.id === id), [], 'the range is still registered after delete');
+    });
+  }
+
+  lifecycle('pass-through: --version and a failing state come out exactly as the real runtime gives them', async () => {
+    const config = writeConfig({ name: 'pass' });
+    const env = { ...process.env, OCI_USERNS_CONFIG: config.path };
+    const [ours, theirs] = await Promise.all([execa(shim, ['--version'], { env, reject: false }), execa('runc', ['--version'], { reject: false })]);
+    assert.equal([ours.exitCode, ours.stdout, ours.stderr], [theirs.exitCode, theirs.stdout, theirs.stderr]);
+    const stateRoot = join(dir, 'pass-root');
+    const [bad, badRunc] = await Promise.all([execa(shim, ['--root', stateRoot, 'state', 'nosuch'], { env, reject: false }), execa('runc', ['--root', stateRoot, 'state', 'nosuch'], { reject: false })]);
+    assert.is(bad.exitCode, badRunc.exitCode);
+    assert.not.equal(bad.exitCode, 0);
+    assert.is(bad.stderr.replace(/time="[^"]*"/, ''), badRunc.stderr.replace(/time="[^"]*"/, ''));
+  });
+
+  lifecycle('errors: missing runtime, unreadable bundle, exhausted pool, each one prefixed line; config.json untouched', async () => {
+    const bundle = await busyboxBundle('bundle-errors', 'runc', ['true']);
+    const original = readFileSync(join(bundle, 'config.json'), 'utf8');
+    const run = (config: string, args: string[]) => execa(shim, args, { env: { ...process.env, OCI_USERNS_CONFIG: config }, reject: false });
+
+    const missing = writeConfig({ name: 'err-missing', runtime: '/nonexistent/runc' });
+    const noRuntime = await run(missing.path, ['create', '--bundle', bundle, 'e1']);
+    assert.is(noRuntime.exitCode, 4);
+    assert.match(noRuntime.stderr, /^oci-userns runtime: the real runtime \/nonexistent\/runc is not an executable file; .*runtime\.path/);
+    assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original);
+    assert.equal(registry(missing.stateDir), []);
+
+    const ok = writeConfig({ name: 'err-bundle', runtime: '/bin/true' });
+    const noBundle = await run(ok.path, ['create', '--bundle', join(dir, 'nonexistent'), 'e2']);
+    assert.is(noBundle.exitCode, 2);
+    assert.is(noBundle.stderr, `oci-userns runtime: bundle ${join(dir, 'nonexistent')} does not exist`);
+
+    // A pool of one block and a runtime that creates nothing: the first container takes the block.
+    const small = writeConfig({ name: 'err-pool', runtime: '/bin/true', blocks: 1 });
+    const other = await busyboxBundle('bundle-errors-2', 'runc', ['true']);
+    assert.is((await run(small.path, ['create', '--bundle', other, 'first'])).exitCode, 0);
+    const full = await run(small.path, ['create', '--bundle', bundle, 'second']);
+    assert.is(full.exitCode, 4);
+    assert.match(full.stderr, /^oci-userns runtime: pool '0' has no free block of 65536 ids .* in use by 1 container: first/);
+    assert.is(full.stderr.split('\n').length, 1);
+    assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original);
+    assert.equal(registry(small.stateDir).map((e) => e.id), ['first']);
+  });
+
+  lifecycle('a spec with a user namespace already is left byte for byte; policy systemd leaves a plain container alone', async () => {
+    const config = writeConfig({ name: 'keep', runtime: '/bin/true' });
+    const withUserns = await busyboxBundle('bundle-userns', 'runc', ['sh']);
+    const spec = JSON.parse(readFileSync(join(withUserns, 'config.json'), 'utf8'));
+    spec.linux.namespaces.push({ type: 'user' });
+    spec.linux.uidMappings = spec.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    writeFileSync(join(withUserns, 'config.json'), JSON.stringify(spec));
+    const before = readFileSync(join(withUserns, 'config.json'), 'utf8');
+    const env = { ...process.env, OCI_USERNS_CONFIG: config.path };
+    assert.is((await execa(shim, ['create', '-b', withUserns, 'k1'], { env, reject: false })).exitCode, 0);
+    assert.is(readFileSync(join(withUserns, 'config.json'), 'utf8'), before);
+
+    const systemdPolicy = writeConfig({ name: 'keep-systemd', runtime: '/bin/true', policy: 'systemd' });
+    const plain = await busyboxBundle('bundle-plain', 'runc', ['sh']);
+    const plainBefore = readFileSync(join(plain, 'config.json'), 'utf8');
+    assert.is((await execa(shim, ['create', `--bundle=${plain}`, 'k2'], { env: { ...process.env, OCI_USERNS_CONFIG: systemdPolicy.path }, reject: false })).exitCode, 0);
+    assert.is(readFileSync(join(plain, 'config.json'), 'utf8'), plainBefore);
+    assert.equal(registry(config.stateDir).concat(registry(systemdPolicy.stateDir)), []);
+  });
+
+  lifecycle('the real runtime gets the signals, and its exit status and stderr come back unchanged', async () => {
+    const fake = join(dir, 'fake-runtime');
+    writeFileSync(fake, `#!/bin/sh\ncase "$1" in\n  fail) echo "boom: $*" >&2; exit 3 ;;\nesac\ntrap 'echo got-term; exit 42' TERM\ntrap 'echo got-winch' WINCH\necho ready\nwhile :; do sleep 0.05; done\n`);
+    chmodSync(fake, 0o755);
+    const config = writeConfig({ name: 'signals', runtime: fake });
+    const env = { ...process.env, OCI_USERNS_CONFIG: config.path };
+    const failed = await execa(shim, ['fail', '--flag', 'x'], { env, reject: false });
+    assert.equal([failed.exitCode, failed.stdout, failed.stderr], [3, '', 'boom: fail --flag x']);
+
+    const child = spawn(shim, ['state', 'x'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve) => child.stdout.on('data', (chunk) => ((stdout += chunk), stdout.includes('ready') && resolve())));
+    child.kill('SIGWINCH');
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.is(code, 42, stdout);
+    assert.match(stdout, /got-winch[\s\S]*got-term/);
+  });
+
+  const podmanNames: string[] = [];
+  if (await commandExists('podman')) {
+    lifecycle('podman --runtime <the shim> --systemd=always, no --userns: two systemd containers boot in disjoint user namespaces; podman rm frees both ranges', async () => {
+      if ((await execa('podman', ['image', 'exists', IMAGE], { reject: false })).exitCode !== 0) {
+        const { stdout: tarball } = await execa(join(root, 'scripts', 'debian-rootfs.sh'));
+        await execa('podman', ['import', '--change', 'CMD ["/sbin/init"]', tarball.trim(), IMAGE]);
+      }
+      const config = writeConfig({ name: 'podman', policy: 'systemd' });
+      // conmon runs the runtime with an environment of its own: the config path goes in a wrapper, as install.sh would install it.
+      const runtime = join(dir, 'podman-runtime');
+      writeFileSync(runtime, `#!/bin/sh\nOCI_USERNS_CONFIG=${config.path} exec ${shim} "$@"\n`);
+      chmodSync(runtime, 0o755);
+      const names = [1, 2].map((n) => `oci-userns-shim-podman${n}-${process.pid}`);
+      podmanNames.push(...names);
+      const out = join(dir, 'out-podman');
+      mkdirSync(out);
+      const result = await engineShell(
+        [
+          ...names.map((name) => `podman run -d -t --name ${name} --runtime ${runtime} --systemd=always ${PODMAN_RUN.join(' ')} ${IMAGE} /sbin/init >/dev/null || echo run-failed=${name}`),
+          ...names.flatMap((name, i) => [
+            `pid=$(podman inspect -f '{{.State.Pid}}' ${name})`,
+            `cat /proc/$pid/uid_map > ${out}/uid_map${i}`,
+            // runc exec cannot join podman's network namespace from inside the user namespace; nsenter orders the joins itself.
+            `for t in $(seq 60); do nsenter -t $pid -a test -S /run/systemd/private && break; sleep 0.5; done`,
+            `echo state${i}=$(timeout 90 nsenter -t $pid -a systemctl is-system-running --wait)`,
+          ]),
+          `cp ${config.stateDir}/ranges.json ${out}/ranges.json`,
+          ...names.map((name) => `podman logs --tail 10 ${name} > ${out}/log-${name} 2>&1`),
+          `podman rm -f -t 5 ${names.join(' ')} >/dev/null; echo rm=$?`,
+        ].join('\n'),
+      );
+      for (const i of [0, 1]) assert.match(result.stdout, new RegExp(`^state${i}=(running|degraded)$`, 'm'), result.all);
+      const maps = [0, 1].map((i) => parseProcIdMap(readFileSync(join(out, `uid_map${i}`), 'utf8'), 'uid_map'));
+      for (const map of maps) assert.ok(map[0]!.hostID >= POOL_START && map[0]!.hostID !== 0, `not a fresh range: ${JSON.stringify(map)}`);
+      const [a, b] = maps.map((m) => m[0]!);
+      assert.ok(a!.hostID + a!.size <= b!.hostID || b!.hostID + b!.size <= a!.hostID, `ranges overlap: ${JSON.stringify(maps)}`);
+      const running = JSON.parse(readFileSync(join(out, 'ranges.json'), 'utf8')).entries;
+      assert.equal(running.map((e: { source: string }) => e.source), ['shim', 'shim']);
+      assert.match(result.stdout, /^rm=0$/m, result.all);
+      assert.equal(registry(config.stateDir), [], 'ranges still registered after podman rm');
+    });
+  } else {
+    console.log('SKIPPED shim e2e podman case: podman is not installed');
+  }
+
+  lifecycle.after(async () => {
+    if (podmanNames.length > 0) await engineShell(`podman rm -f --ignore ${podmanNames.join(' ')} >/dev/null`);
+    rmSync(dir, { recursive: true, force: true });
+  });
+}
+lifecycle.run();
