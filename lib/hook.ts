@@ -11,19 +11,13 @@ import { errnoCode, InputError, RefusedError, systemError } from './errors';
 import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
-import { ANNOTATION_PREFIX, isSystemdContainer } from './policy';
+import { HOOK_ENABLE_ANNOTATION, isSystemdContainer, NAME_ANNOTATION, SOURCE_ANNOTATION } from './policy';
 import { guardContainer, releaseContainer } from './ranges';
 import { hasUserNamespace, processUser, readSpec, rootfsPath, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
 export const HOOK_STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
 export type HookStage = (typeof HOOK_STAGES)[number];
-
-/** Set by the runtime shim on the specs it gave a user namespace, so the range is recorded as the shim's. */
-export const SOURCE_ANNOTATION = `${ANNOTATION_PREFIX}source`;
-
-/** "false" opts a container out even when hooks.d started the hook for it (by its command). */
-export const ENABLE_ANNOTATION = `${ANNOTATION_PREFIX}enable`;
 
 export function isHookStage(value: string): value is HookStage {
   return (HOOK_STAGES as readonly string[]).includes(value);
@@ -70,8 +64,9 @@ export async function runHook(input: HookInput): Promise<HookOutcome> {
   if (!hasUserNamespace(spec)) {
     return { ...base, outcome: 'not-applicable', reason: 'no user namespace', actions: {} };
   }
-  if ((spec.annotations?.[ENABLE_ANNOTATION] ?? state.annotations?.[ENABLE_ANNOTATION]) === 'false') {
-    return { ...base, outcome: 'not-applicable', reason: `${ENABLE_ANNOTATION}=false`, actions: {} };
+  // "false" opts a container out even when hooks.d started the hook for it by its command.
+  if ((spec.annotations?.[HOOK_ENABLE_ANNOTATION] ?? state.annotations?.[HOOK_ENABLE_ANNOTATION]) === 'false') {
+    return { ...base, outcome: 'not-applicable', reason: `${HOOK_ENABLE_ANNOTATION}=false`, actions: {} };
   }
   if (input.stage === 'poststop') {
     const released = await releaseContainer({ stateDir: input.config.stateDir, id: state.id, logger: input.logger, procRoot: input.procRoot });
@@ -116,6 +111,7 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
   const { entry, created } = await guardContainer({
     stateDir: config.stateDir,
     id: containerId,
+    ...(spec.annotations?.[NAME_ANNOTATION] ? { name: spec.annotations[NAME_ANNOTATION] } : {}),
     uidMappings,
     gidMappings,
     source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external',
