@@ -12,7 +12,7 @@ export const ANNOTATION_PREFIX = 'io.oci-userns.';
 export const SYSTEMD_ANNOTATION = 'io.oci-userns.systemd';
 /** "auto" asks the shim for a user namespace whatever the policy; "off" opts out. */
 export const USERNS_ANNOTATION = 'io.oci-userns.userns';
-/** The hook's opt-out (ENABLE_ANNOTATION in lib/hook.ts): "false" stops the shim too, since the hook would not shift for it. */
+/** The hook's opt-out: "false" stops the shim too, since the hook would not shift for it. */
 export const HOOK_ENABLE_ANNOTATION = 'io.oci-userns.enable';
 /** Set by the shim on a spec it gave a user namespace: the range came from the shim's allocation. */
 export const SOURCE_ANNOTATION = 'io.oci-userns.source';
