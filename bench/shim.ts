@@ -1,0 +1,120 @@
+// npm run bench:shim: what the runtime shim adds to `runc run` of a busybox
+// `true`, as a ratio of medians against plain runc, in one interleaved run:
+//   - pass-through: the shim decides to leave the spec alone (policy
+//     'annotation'), against plain runc;
+//   - acting: the shim allocates, rewrites config.json, and its hooks run
+//     (createRuntime, poststop), against plain runc with the same user
+//     namespace and an already shifted rootfs.
+// Needs root, runc, busybox-static and cgroup2; on a hybrid host it reruns
+// itself in a private mount namespace whose /sys/fs/cgroup is cgroup2.
+// Runs the built program (dist/oci-userns.cjs, or $OCI_USERNS_PROGRAM).
+
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cgroup2MountPoint } from '../lib/doctor';
+import { compare, printTable, type Candidate } from './measure';
+
+const repo = join(import.meta.dirname, '..');
+const program = process.env.OCI_USERNS_PROGRAM ?? join(repo, 'dist', 'oci-userns.cjs');
+const runs = Number(process.env.BENCH_RUNS ?? 20);
+const POOL_START = 1879048192;
+
+const mountPoint = cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8'));
+if (mountPoint === undefined) throw new Error('bench:shim needs a cgroup2 hierarchy');
+if (mountPoint !== '/sys/fs/cgroup') {
+  const rerun = spawnSync(
+    'unshare',
+    ['-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$0" "$@"', process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    { stdio: 'inherit' },
+  );
+  process.exit(rerun.status ?? 1);
+}
+if (!existsSync(program)) throw new Error(`${program} is not built: npm run build`);
+
+const work = mkdtempSync(join(tmpdir(), 'oci-userns-bench-shim-'));
+chmodSync(work, 0o755);
+const runtimeRoot = join(work, 'runc');
+const shim = join(work, 'oci-userns-runtime');
+symlinkSync(program, shim);
+
+function writeConfig(name: string, policy: string): string {
+  const line = `0:${POOL_START}:${65536 * 4}\n`;
+  writeFileSync(join(work, 'subuid'), line);
+  writeFileSync(join(work, 'subgid'), line);
+  const path = join(work, `${name}.json`);
+  const pool = { user: '0', subuidFile: join(work, 'subuid'), subgidFile: join(work, 'subgid') };
+  writeFileSync(path, JSON.stringify({ stateDir: join(work, `state-${name}`), logFile: join(work, `${name}.log`), pool, runtime: { path: 'runc', policy } }));
+  return path;
+}
+
+function chownTree(path: string, id: number): void {
+  lchownSync(path, id, id);
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (entry.isDirectory()) chownTree(join(path, entry.name), id);
+    else lchownSync(join(path, entry.name), id, id);
+  }
+}
+
+/** A busybox bundle running `true`; with `hostId`, in a user namespace mapped there, its rootfs owned accordingly. */
+function bundle(name: string, hostId?: number): { dir: string; spec: string } {
+  const dir = join(work, name);
+  const rootfs = join(dir, 'rootfs');
+  mkdirSync(join(rootfs, 'bin'), { recursive: true });
+  for (const d of ['proc', 'sys', 'dev']) mkdirSync(join(rootfs, d));
+  copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+  chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+  symlinkSync('busybox', join(rootfs, 'bin', 'true'));
+  const made = spawnSync('runc', ['spec'], { cwd: dir });
+  if (made.status !== 0) throw new Error(`runc spec: ${made.stderr}`);
+  const spec = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = ['true'];
+  delete spec.process.rlimits;
+  delete spec.linux.resources;
+  if (hostId !== undefined) {
+    for (const type of ['user', 'cgroup']) if (!spec.linux.namespaces.some((ns: { type: string }) => ns.type === type)) spec.linux.namespaces.push({ type });
+    spec.linux.uidMappings = spec.linux.gidMappings = [{ containerID: 0, hostID: hostId, size: 65536 }];
+    chownTree(rootfs, hostId);
+    chownSync(rootfs, hostId, hostId);
+  }
+  const text = JSON.stringify(spec, null, 2);
+  writeFileSync(join(dir, 'config.json'), text);
+  return { dir, spec: text };
+}
+
+try {
+  const passConfig = writeConfig('pass', 'annotation');
+  const actConfig = writeConfig('act', 'always');
+  const plain = bundle('plain');
+  const userns = bundle('userns', POOL_START);
+  const acting = bundle('acting');
+  const run = (name: string, command: string, dir: string, env: NodeJS.ProcessEnv = process.env, prepare?: () => void): Candidate => ({
+    name,
+    command,
+    args: ['--root', runtimeRoot, 'run', '--bundle', dir, `bench-${name.replace(/\W+/g, '-')}`],
+    options: { env },
+    prepare,
+  });
+  // The shim rewrites config.json on every acting run: start each from the engine's spec.
+  const resetActing = () => writeFileSync(join(acting.dir, 'config.json'), acting.spec);
+  const candidates: Candidate[] = [
+    run('runc run', 'runc', plain.dir),
+    run('shim run, pass-through', shim, plain.dir, { ...process.env, OCI_USERNS_CONFIG: passConfig }),
+    run('runc run, user namespace', 'runc', userns.dir),
+    run('shim run, acting (userns, hooks)', shim, acting.dir, { ...process.env, OCI_USERNS_CONFIG: actConfig }, resetActing),
+  ];
+  const medians = compare(candidates, runs);
+  const ms = (name: string) => medians.get(name)!;
+  console.log(`oci-userns runtime shim overhead on runc run of busybox true, ${runs} interleaved runs, medians (${new Date().toISOString().slice(0, 10)}, ${process.version})`);
+  printTable([
+    ['what', 'median ms', 'against', 'ratio'],
+    ['runc run', ms('runc run').toFixed(1), '', ''],
+    ['shim run, pass-through', ms('shim run, pass-through').toFixed(1), 'runc run', (ms('shim run, pass-through') / ms('runc run')).toFixed(2)],
+    ['runc run, user namespace', ms('runc run, user namespace').toFixed(1), '', ''],
+    ['shim run, acting (userns, hooks)', ms('shim run, acting (userns, hooks)').toFixed(1), 'runc run, user namespace', (ms('shim run, acting (userns, hooks)') / ms('runc run, user namespace')).toFixed(2)],
+  ]);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
