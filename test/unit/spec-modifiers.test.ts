@@ -150,7 +150,10 @@ pipeline('a systemd container comes out with a user namespace, the hook can dele
   assert.is(shimVerdict(after, 'always').act, false);
   const rest = ({ linux, mounts, hooks, annotations, ...others }: Spec) => others;
   assert.equal(rest(after), rest(before), 'only linux, mounts, hooks and annotations change');
-  assert.equal({ ...after.linux, namespaces: before.linux!.namespaces, uidMappings: undefined, gidMappings: undefined }, { ...before.linux, uidMappings: undefined, gidMappings: undefined });
+  const changed = { namespaces: undefined, uidMappings: undefined, gidMappings: undefined, sysctl: undefined };
+  assert.equal({ ...after.linux, ...changed }, { ...before.linux, ...changed }, 'in linux, only namespaces, mappings and sysctl change');
+  assert.equal(after.linux!.sysctl, {}, 'net.* sysctls of the joined network namespace are dropped');
+  assert.is(after.mounts!.find((m) => m.destination === '/sys')!.type, 'bind');
 });
 pipeline('runc spec run as systemd: the cgroup mount becomes rw; as a plain container it stays ro', () => {
   const systemd = applyModifiers(fixture('config-runc1.1.5-spec.json'), userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: true }));
