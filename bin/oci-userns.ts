@@ -3,6 +3,7 @@
 // must not pay for yargs or for the modules of other commands.
 
 import { writeSync } from 'node:fs';
+import { basename } from 'node:path';
 
 const args = process.argv.slice(2);
 
@@ -10,6 +11,15 @@ async function run(): Promise<number> {
   if (args[0] === 'hook') {
     const { main } = await import('../hooks/run');
     return main(args.slice(1), { stdin: 'process', writeError: (line) => writeSync(2, line), env: process.env });
+  }
+  // Engines run the shim under its own name (a symlink keeps it in argv[1]).
+  if (basename(process.argv[1] ?? '') === 'oci-userns-runtime') {
+    const { main } = await import('../cli/runtime');
+    return main(args);
+  }
+  if (args[0] === 'runtime') {
+    const { main } = await import('../cli/runtime');
+    return main(args.slice(1));
   }
   const { main } = await import('../cli/index');
   return main(args);

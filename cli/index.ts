@@ -19,6 +19,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('config', { type: 'string', global: true, describe: 'config file (default /etc/containers/oci-userns.json, or $OCI_USERNS_CONFIG)' })
     .option('json', { type: 'boolean', global: true, describe: 'print machine-readable JSON' })
     .command(HOOK_USAGE, 'OCI hook entry for runtimes: reads the state on stdin (see README)')
+    .command('runtime [args..]', 'OCI runtime shim in front of runc/crun (also installed as oci-userns-runtime; see README)')
     .command([...shift])
     .command([...alloc])
     .command([...validate])
