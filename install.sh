@@ -231,19 +231,27 @@ echo "oci-userns: installing into ${DEST:-/} (prefix $PREFIX, hooks $HOOKS_DIR, 
 { printf '#!%s\n' "$NODE"; tail -n +2 "$bundle"; } >"$STAGE/oci-userns"
 put "$STAGE/oci-userns" "$PROGRAM" 0755
 
-runtime=$PREFIX/bin/oci-userns-runtime
-ensure_dir "$PREFIX/bin"
-if [ -L "$DEST$runtime" ] && [ "$(readlink "$DEST$runtime")" = oci-userns ]; then
-  say unchanged "$runtime -> oci-userns"
-else
-  [ ! -e "$DEST$runtime" ] || [ -L "$DEST$runtime" ] || [ "${OLD_KIND[$runtime]:-}" = link ] || die "$DEST$runtime exists and is not ours; move it away first"
-  ln -sfn oci-userns "$DEST$runtime"
-  say installed "$runtime -> oci-userns"
-fi
-record link oci-userns "$runtime"
-
 config_env=""
 [ "$CONFIG" = "$DEFAULT_CONFIG" ] || config_env=$CONFIG
+
+# Engines start a runtime with an environment of their own (conmon passes
+# not even PATH to `delete`), so a non-default config reaches the shim only
+# through a wrapper that names it; with the default config a symlink does.
+runtime=$PREFIX/bin/oci-userns-runtime
+ensure_dir "$PREFIX/bin"
+if [ -n "$config_env" ]; then
+  printf '#!/bin/sh\nOCI_USERNS_CONFIG=%q exec %q runtime "$@"\n' "$config_env" "$PROGRAM" >"$STAGE/oci-userns-runtime"
+  put "$STAGE/oci-userns-runtime" "$runtime" 0755
+elif [ -L "$DEST$runtime" ] && [ "$(readlink "$DEST$runtime")" = oci-userns ]; then
+  say unchanged "$runtime -> oci-userns"
+  record link oci-userns "$runtime"
+else
+  [ ! -e "$DEST$runtime" ] || [ -L "$DEST$runtime" ] || [ -n "${OLD_KIND[$runtime]:-}" ] || die "$DEST$runtime exists and is not ours; move it away first"
+  ln -sfn oci-userns "$DEST$runtime"
+  say installed "$runtime -> oci-userns"
+  record link oci-userns "$runtime"
+fi
+
 for template in "$SRC"/hooks/*.json; do
   name=$(basename "$template")
   "$NODE" -e '
