@@ -2,12 +2,12 @@
 // `chown -R` and systemd-nspawn's chown mode, on a generated 100k-inode tree
 // and on the Debian rootfs, interleaved, medians of BENCH_RUNS runs (default 5).
 // Every candidate starts from a tree owned by host root (reset untimed).
-// Needs root, systemd-nspawn, and scripts/debian-rootfs.sh's tarball.
+// Needs root, systemd-nspawn, and scripts/debian-rootfs.sh's tarball. Builds
+// the program first and times the built dist/oci-userns.cjs.
 
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { compare, peakRssKiB, printTable, type Candidate } from './measure';
 
 const repo = join(import.meta.dirname, '..');
@@ -60,12 +60,8 @@ chmodSync(work, 0o755);
 const config = join(work, 'oci-userns.json');
 writeFileSync(config, JSON.stringify({ logFile: join(work, 'shift.log'), stateDir: join(work, 'state') }));
 
-const dist = join(repo, 'dist', 'oci-userns.cjs');
-const bundled = existsSync(dist) && spawnSync(process.execPath, [dist, '--help'], { encoding: 'utf8' }).stdout.includes('shift <rootfs>');
-// Until the program registers shift, bundle the commands alone the way scripts/build.mjs bundles the program.
-const standalone = join(work, 'shift-cli.cjs');
-if (!bundled) await build({ entryPoints: [join(repo, 'bench', 'shift-cli.ts')], outfile: standalone, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minifySyntax: true, logLevel: 'warning' });
-const program = [bundled ? dist : standalone];
+run(process.execPath, [join(repo, 'scripts', 'build.mjs')]);
+const program = join(repo, 'dist', 'oci-userns.cjs');
 
 function reset(tree: string): void {
   run('chown', ['-R', '-P', '0:0', tree]);
@@ -82,7 +78,7 @@ function candidates(tree: string): Candidate[] {
       args: ['-q', '--register=no', '--keep-unit', `--private-users=${HOST}:65536`, '--private-users-ownership=chown', '-D', tree, '/usr/bin/true'],
       prepare: () => reset(tree),
     },
-    { name: 'oci-userns shift', command: process.execPath, args: [...program, 'shift', tree, '--to', String(HOST), '--config', config], prepare: () => reset(tree) },
+    { name: 'oci-userns shift', command: process.execPath, args: [program, 'shift', tree, '--to', String(HOST), '--config', config], prepare: () => reset(tree) },
   ];
 }
 
@@ -101,7 +97,7 @@ function bench(label: string, tree: string): Array<[string, ...string[]]> {
 }
 
 try {
-  console.log(`bench:shift: ${runs} interleaved runs per candidate, medians; oci-userns runs as ${bundled ? 'dist/oci-userns.cjs' : 'bench/shift-cli.ts bundled with esbuild (dist/oci-userns.cjs does not register shift yet)'}`);
+  console.log(`bench:shift: ${runs} interleaved runs per candidate, medians; oci-userns runs as dist/oci-userns.cjs`);
   const generated = join(work, 'generated');
   generate(generated, size);
   addTrue(generated);

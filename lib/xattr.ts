@@ -2,10 +2,11 @@
 // has no xattr API, and one getfattr per batch of paths runs on the other
 // core while the walk goes on (see README, "xattrs"). Never follows
 // symlinks (-h). Dumps use getfattr's text format: "# file: PATH" then
-// NAME=0xHEX lines, paths with \ooo escapes.
+// NAME=0xHEX lines, paths with \ooo escapes. The tools start through
+// child_process directly: loading execa costs more than the tools run.
 
-import { execa } from 'execa';
-import { HostError, SystemError } from './errors';
+import { spawn } from 'node:child_process';
+import { errnoCode, HostError, SystemError } from './errors';
 
 export type XattrSet = Map<string, Buffer>;
 
@@ -60,36 +61,39 @@ export function formatDump(entries: Iterable<[string, XattrSet]>): string {
   return out;
 }
 
-const ENV = { LC_ALL: 'C' };
+const ENV = { ...process.env, LC_ALL: 'C' };
 
-function toolError(tool: string, cause: unknown): Error {
-  if (cause && typeof cause === 'object' && 'code' in cause && cause.code === 'ENOENT') {
-    return new HostError(`${tool} is not installed`, { hint: 'install the attr package (apt-get install attr)', cause });
-  }
-  const stderr = cause && typeof cause === 'object' && 'stderr' in cause ? String(cause.stderr).trim().split('\n')[0] : String(cause);
-  return new SystemError(`${tool} failed: ${stderr}`, { cause });
+/** Runs an attr tool to its end; resolves with its stdout, rejects with a HostError (not installed) or SystemError (its first stderr line). */
+function runTool(tool: string, args: readonly string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(tool, args, { env: ENV, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error) => {
+      if (errnoCode(error) === 'ENOENT') reject(new HostError(`${tool} is not installed`, { hint: 'install the attr package (apt-get install attr)', cause: error }));
+      else reject(new SystemError(`${tool} failed: ${error.message}`, { cause: error }));
+    });
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      else reject(new SystemError(`${tool} failed: ${Buffer.concat(err).toString('utf8').trim().split('\n')[0] || `exit ${code ?? signal}`}`));
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
 }
 
 /** Reads the xattrs whose names match `pattern` (a getfattr -m regex) from each path; paths without any are absent. */
 export async function dumpXattrs(paths: readonly string[], pattern: string): Promise<Map<string, XattrSet>> {
   if (paths.length === 0) return new Map();
-  try {
-    const { stdout } = await execa('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths], { env: ENV, maxBuffer: 1 << 30, stripFinalNewline: false });
-    return parseDump(stdout);
-  } catch (error) {
-    throw toolError('getfattr', error);
-  }
+  return parseDump(await runTool('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths]));
 }
 
 /** Writes the given xattrs (one setfattr process for all of them). */
 export async function restoreXattrs(entries: Iterable<[string, XattrSet]>): Promise<void> {
   const input = formatDump(entries);
   if (input === '') return;
-  try {
-    await execa('setfattr', ['-h', '--restore=-'], { env: ENV, input });
-  } catch (error) {
-    throw toolError('setfattr', error);
-  }
+  await runTool('setfattr', ['-h', '--restore=-'], input);
 }
 
 export async function readXattr(path: string, name: string): Promise<Buffer | undefined> {
