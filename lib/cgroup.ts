@@ -5,12 +5,11 @@
 // cgroup directory and the files the kernel lists as delegatable, never the
 // controller interface files, never a parent.
 
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { isAbsolute, join, normalize, posix } from 'node:path';
 import { errnoCode, HostError, InputError, RefusedError, systemError } from './errors';
 import type { Logger } from './logger';
 import { cgroup2Mount, type Mount } from './mountinfo';
-import { hasNamespace, type Spec } from './spec';
 
 /** What the kernel lets a delegatee own when /sys/kernel/cgroup/delegate is missing (cgroup-v2.rst). */
 export const FALLBACK_DELEGATE_FILES = ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control'];
@@ -85,6 +84,35 @@ async function readOptional(path: string): Promise<string | undefined> {
   }
 }
 
+const CHOWN_HINT = "the hook must run as root in the runtime's namespaces";
+
+/**
+ * Opens the cgroup directory without following a symlink anywhere on its
+ * path: O_NOFOLLOW guards the last component, and the kernel's name for
+ * what was opened (/proc/self/fd/N) must be the path asked for, so no
+ * parent was a symlink either.
+ */
+async function openCgroupDir(dir: string, containerId?: string): Promise<fs.FileHandle> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (error) {
+    // With O_DIRECTORY, a symlink fails as ENOTDIR rather than ELOOP.
+    const isLink = ['ELOOP', 'ENOTDIR'].includes(errnoCode(error) ?? '') && (await fs.lstat(dir).then((s) => s.isSymbolicLink(), () => false));
+    if (isLink) throw new RefusedError(`cgroup ${dir} is a symlink; refusing to delegate through it`, { containerId, path: dir });
+    throw systemError('cannot open cgroup', dir, error, { containerId });
+  }
+  const real = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(async (error) => {
+    await handle.close();
+    throw systemError('cannot resolve cgroup', dir, error, { containerId, hint: '/proc must be mounted where the hook runs' });
+  });
+  if (real !== dir) {
+    await handle.close();
+    throw new RefusedError(`cgroup ${dir} resolves through a symlink to ${real}`, { containerId, path: dir });
+  }
+  return handle;
+}
+
 export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateResult> {
   const { pid, uid, gid, containerId } = opts;
   const procRoot = opts.procRoot ?? '/proc';
@@ -123,49 +151,65 @@ export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateRes
     });
   }
   const dir = resolveCgroupDir(mount, cgroup, containerId);
-  let real: string;
-  try {
-    real = await fs.realpath(dir);
-  } catch (error) {
-    throw systemError('cannot resolve cgroup', dir, error, { containerId });
-  }
-  if (real !== dir) {
-    throw new RefusedError(`cgroup ${dir} resolves through a symlink to ${real}`, { containerId, path: dir });
-  }
   const names = parseDelegateFile(await readOptional(opts.delegateFile ?? '/sys/kernel/cgroup/delegate'));
   const changed: string[] = [];
-  for (const path of [dir, ...names.map((name) => join(dir, name))]) {
-    let stat;
-    try {
-      stat = await fs.lstat(path);
-    } catch (error) {
-      // Not every listed file exists: memory.* files only where the controller is enabled.
-      if (errnoCode(error) === 'ENOENT') continue;
-      throw systemError('cannot stat', path, error, { containerId });
+  const handle = await openCgroupDir(dir, containerId);
+  try {
+    const stat = await handle.stat();
+    if (stat.uid !== uid || stat.gid !== gid) {
+      await handle.chown(uid, gid).catch((error) => {
+        throw systemError('cannot chown', dir, error, { containerId, hint: CHOWN_HINT });
+      });
+      changed.push(dir);
     }
-    if (stat.isSymbolicLink()) throw new RefusedError(`${path} is a symlink; refusing to delegate through it`, { containerId, path });
-    if (stat.uid === uid && stat.gid === gid) continue;
-    try {
-      await fs.lchown(path, uid, gid);
-    } catch (error) {
-      throw systemError('cannot chown', path, error, { containerId, hint: 'the hook must run as root in the runtime\'s namespaces' });
+    // Names resolved through the open directory: nothing can swap a parent in between.
+    const pinned = `/proc/self/fd/${handle.fd}`;
+    for (const name of names) {
+      const path = join(dir, name);
+      let file;
+      try {
+        file = await fs.lstat(join(pinned, name));
+      } catch (error) {
+        // Not every listed file exists: memory.* files only where the controller is enabled.
+        if (errnoCode(error) === 'ENOENT') continue;
+        throw systemError('cannot stat', path, error, { containerId });
+      }
+      if (file.isSymbolicLink()) throw new RefusedError(`${path} is a symlink; refusing to delegate through it`, { containerId, path });
+      if (file.uid === uid && file.gid === gid) continue;
+      try {
+        await fs.lchown(join(pinned, name), uid, gid);
+      } catch (error) {
+        throw systemError('cannot chown', path, error, { containerId, hint: CHOWN_HINT });
+      }
+      changed.push(path);
     }
-    changed.push(path);
+  } finally {
+    await handle.close();
   }
   opts.logger?.debug('cgroup delegated', { containerId, cgroupPath: dir, uid, gid, changed });
   return { cgroupPath: dir, changed, alreadyDelegated: changed.length === 0 };
 }
 
+/** The parts of a spec that decide whether systemd can use a delegated cgroup. */
+export interface CgroupSpecView {
+  mounts?: Array<{ destination: string; options?: string[] }>;
+  linux?: { namespaces?: Array<{ type: string }> };
+}
+
 /**
  * Why a container's spec rules out cgroup delegation under the runtime
  * spec's rules (a new cgroup namespace, /sys/fs/cgroup mounted without ro);
- * empty when delegation applies. systemd cannot run without it.
+ * empty when delegation applies. systemd cannot run without it, so the hook
+ * warns, or refuses when cgroup.strict is set, for a systemd container.
  */
-export function delegationProblems(spec: Spec): string[] {
+export function systemdSpecProblems(spec: CgroupSpecView): string[] {
   const problems: string[] = [];
-  if (!hasNamespace(spec, 'cgroup')) problems.push('the container has no cgroup namespace');
-  const mount = [...(spec.mounts ?? [])].reverse().find((m) => normalize(m.destination) === '/sys/fs/cgroup');
+  if (!(spec.linux?.namespaces ?? []).some((ns) => ns.type === 'cgroup')) problems.push('the container has no cgroup namespace');
+  const mount = [...(spec.mounts ?? [])].reverse().find((m) => normalize(m.destination).replace(/(.)\/+$/, '$1') === '/sys/fs/cgroup');
   if (!mount) problems.push('nothing is mounted at /sys/fs/cgroup');
   else if ((mount.options ?? []).includes('ro')) problems.push('/sys/fs/cgroup is mounted read-only');
   return problems;
 }
+
+/** The name lib/hook.ts imports; the same check. */
+export const delegationProblems = systemdSpecProblems;

@@ -1,11 +1,10 @@
-import { lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { delegateCgroup, delegationProblems, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup';
+import { delegateCgroup, resolveCgroupDir, systemdSpecProblems, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup';
 import { HostError, InputError, RefusedError } from '../../lib/errors';
-import type { Spec } from '../../lib/spec';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc
 // with the container's cgroup file, and the kernel's delegate list.
@@ -15,14 +14,15 @@ const PID = 4242;
 const UID = 300000;
 const GID = 300001;
 
-function host(cgroupLine: string, mountRoot = '/') {
-  cgroupfs = join(root, 'cgroup');
+function host(cgroupLine: string, mountRoot = '/', mountDir = 'cgroup') {
+  cgroupfs = join(root, mountDir);
   mkdirSync(cgroupfs, { recursive: true });
   mkdirSync(join(root, 'proc', String(PID)), { recursive: true });
   writeFileSync(join(root, 'proc', String(PID), 'cgroup'), cgroupLine);
+  const escape = (path: string) => path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
   writeFileSync(
     join(root, 'mountinfo'),
-    [`31 23 0:28 / ${root}/v1 rw - tmpfs tmpfs rw`, `41 31 0:38 ${mountRoot} ${cgroupfs} rw,nosuid - cgroup2 cgroup2 rw`, ''].join('\n'),
+    [`31 23 0:28 / ${escape(root)}/v1 rw - tmpfs tmpfs rw`, `41 31 0:38 ${escape(mountRoot)} ${escape(cgroupfs)} rw,nosuid - cgroup2 cgroup2 rw`, ''].join('\n'),
   );
   writeFileSync(join(root, 'delegate'), 'cgroup.procs\ncgroup.threads\ncgroup.subtree_control\nmemory.oom.group\nmemory.reclaim\n');
 }
@@ -84,6 +84,22 @@ test('idempotent: a second run (or a runtime that delegated already, like crun) 
   assert.is(again.alreadyDelegated, true);
   assert.equal(again.changed, []);
 });
+test('a runtime that delegated already (crun): nothing to change', async () => {
+  host('0::/abc\n');
+  const dir = cgroupDir('abc');
+  for (const f of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'memory.oom.group']) {
+    if (f) writeFileSync(join(dir, f), '');
+    chownSync(join(dir, f), UID, GID);
+  }
+  const result = await delegateCgroup(options());
+  assert.equal(result, { cgroupPath: dir, changed: [], alreadyDelegated: true });
+});
+test('a cgroup2 mount point with a space (\\040 in mountinfo)', async () => {
+  host('0::/libpod_parent/libpod-abc\n', '/', 'cgroup fs');
+  const dir = cgroupDir('libpod_parent/libpod-abc');
+  assert.is((await delegateCgroup(options())).cgroupPath, dir);
+  assert.is(owner(dir), `${UID}:${GID}`);
+});
 test('systemd-driver paths, and a mount whose root is a subtree (cgroup namespace)', async () => {
   host('0::/kubepods.slice/kubepods-burstable.slice/crio-abc.scope\n', '/kubepods.slice');
   const dir = cgroupDir('kubepods-burstable.slice/crio-abc.scope');
@@ -118,6 +134,19 @@ test('refuses the root cgroup, a path outside the mount, a symlink', async () =>
   await rejects(delegateCgroup(options()), RefusedError, /resolves through a symlink/);
   assert.is(owner(join(root, 'target', 'c1')), '0:0');
 });
+test('refuses a cgroup directory or a listed file that is a symlink, and touches neither target', async () => {
+  host('0::/c1\n');
+  mkdirSync(join(root, 'target'));
+  symlinkSync(join(root, 'target'), join(cgroupfs, 'c1'));
+  await rejects(delegateCgroup(options()), RefusedError, /cgroup .*\/c1 is a symlink/);
+  assert.is(owner(join(root, 'target')), '0:0');
+  host('0::/c2\n');
+  const dir = cgroupDir('c2', ['cgroup.procs', 'cgroup.subtree_control']);
+  writeFileSync(join(root, 'secret'), '');
+  symlinkSync(join(root, 'secret'), join(dir, 'cgroup.threads'));
+  await rejects(delegateCgroup(options()), RefusedError, /cgroup.threads is a symlink/);
+  assert.is(owner(join(root, 'secret')), '0:0');
+});
 test('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
   host('0::/c1\n');
   await rejects(delegateCgroup(options({ pid: 99999 })), InputError, /container process 99999 no longer exists/);
@@ -139,15 +168,17 @@ pure('resolveCgroupDir refuses escapes', () => {
   assert.throws(() => resolveCgroupDir(mount, '/a/../../etc'), /not a plain absolute path/);
   assert.throws(() => resolveCgroupDir(mount, 'relative'), /not a plain absolute path/);
 });
-pure('delegationProblems follows the spec rules', () => {
-  const base: Spec = {
-    ociVersion: '1.0.2',
+pure('systemdSpecProblems follows the spec rules', () => {
+  const base = {
     linux: { namespaces: [{ type: 'user' }, { type: 'cgroup' }] },
     mounts: [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'rw'] }],
   };
-  assert.equal(delegationProblems(base), []);
-  assert.equal(delegationProblems({ ...base, linux: { namespaces: [{ type: 'user' }] } }), ['the container has no cgroup namespace']);
-  assert.equal(delegationProblems({ ...base, mounts: [{ destination: '/sys/fs/cgroup', options: ['ro'] }] }), ['/sys/fs/cgroup is mounted read-only']);
-  assert.equal(delegationProblems({ ...base, mounts: [] }), ['nothing is mounted at /sys/fs/cgroup']);
+  assert.equal(systemdSpecProblems(base), []);
+  assert.equal(systemdSpecProblems({ ...base, linux: { namespaces: [{ type: 'user' }] } }), ['the container has no cgroup namespace']);
+  assert.equal(systemdSpecProblems({ ...base, mounts: [{ destination: '/sys/fs/cgroup', options: ['ro'] }] }), ['/sys/fs/cgroup is mounted read-only']);
+  assert.equal(systemdSpecProblems({ ...base, mounts: [] }), ['nothing is mounted at /sys/fs/cgroup']);
+  assert.equal(systemdSpecProblems({}), ['the container has no cgroup namespace', 'nothing is mounted at /sys/fs/cgroup']);
+  // The last mount at a destination wins, as the runtime mounts them in order.
+  assert.equal(systemdSpecProblems({ ...base, mounts: [...base.mounts, { destination: '/sys/fs/cgroup/', options: ['ro'] }] }), ['/sys/fs/cgroup is mounted read-only']);
 });
 pure.run();
