@@ -99,7 +99,16 @@ if (skip) {
         assert.ok(existsSync(join(dir, 'init.scope')), `${dir}/init.scope exists`);
         assert.is(owner(dir), `${HOST_ID}:${HOST_ID}`, 'the container cgroup belongs to container root');
         for (const file of ['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) assert.is(owner(join(dir, file)), `${HOST_ID}:${HOST_ID}`, file);
-        assert.match(log(), /"stage":"createRuntime"/, 'the hook ran and logged');
+        const done = log()
+          .split('\n')
+          .filter((line) => line.startsWith('{'))
+          .map((line) => JSON.parse(line))
+          .find((entry) => entry.message === 'createRuntime done');
+        assert.ok(done, `the hook logged its createRuntime work:\n${log()}`);
+        assert.is(done.cgroup?.path, `/sys/fs/cgroup${cgroup}`, 'the hook resolved the cgroup against the cgroup2 mount it sees');
+        // runc leaves the cgroup to host root; crun 1.8 delegates it before the hook runs.
+        if (name === 'runc') assert.ok(done.cgroup.changed > 0, 'under runc the hook delegated the cgroup');
+        else assert.is(done.cgroup.changed, 0, 'under crun the hook found the cgroup delegated and changed nothing');
       } finally {
         await runtime.cleanup();
       }
