@@ -65,30 +65,47 @@ export interface SideRule {
   target(containerId: number): number | undefined;
   /** Container id of a host id in the source mapping. */
   source(hostId: number): number | undefined;
+  /** What map() does, as data a walker thread can take: see ruleTable. */
+  table: number[];
+  /** The id an unmapped id gets, or undefined under the 'error' policy. */
+  overflow: number | undefined;
+}
+
+/**
+ * The per-id rule of a step as flat [start, end, delta] triples of host ids:
+ * the done ranges (delta 0) first, then the source ranges. An id in no
+ * triple is unmapped.
+ */
+export function ruleTable(from: IdMap, to: IdMap): number[] {
+  const out: number[] = [];
+  for (const [s, e] of image(to, commonDomain(from, to))) out.push(s, e, 0);
+  for (const f of from) {
+    for (const t of to) {
+      const s = Math.max(f.containerID, t.containerID);
+      const e = Math.min(f.containerID + f.size, t.containerID + t.size);
+      if (s < e) out.push(f.hostID + (s - f.containerID), f.hostID + (e - f.containerID), t.hostID - t.containerID - (f.hostID - f.containerID));
+    }
+  }
+  return out;
+}
+
+/** The id ruleTable gives id, or undefined when unmapped. */
+export function lookupRule(table: readonly number[], id: number): number | undefined {
+  for (let i = 0; i < table.length; i += 3) if (id >= table[i]! && id < table[i + 1]!) return id + table[i + 2]!;
+  return undefined;
 }
 
 export function sideRule(from: IdMap, to: IdMap, unmapped: UnmappedPolicy): SideRule {
-  const domain = commonDomain(from, to);
-  const done = image(to, domain);
-  const overflow = toHost(to, OVERFLOW_ID) ?? OVERFLOW_ID;
-  const cache = new Map<number, number | undefined>();
-  const compute = (id: number): number | undefined => {
-    if (inRanges(done, id)) return id;
-    const c = toContainer(from, id);
-    const next = c === undefined ? undefined : toHost(to, c);
-    if (next !== undefined) return next;
-    return unmapped === 'overflow' ? overflow : undefined;
-  };
+  const done = image(to, commonDomain(from, to));
+  const table = ruleTable(from, to);
+  const overflow = unmapped === 'overflow' ? (toHost(to, OVERFLOW_ID) ?? OVERFLOW_ID) : undefined;
   return {
-    map(id) {
-      if (cache.has(id)) return cache.get(id);
-      const next = compute(id);
-      cache.set(id, next);
-      return next;
-    },
+    map: (id) => lookupRule(table, id) ?? overflow,
     done: (id) => inRanges(done, id),
     target: (c) => toHost(to, c),
     source: (h) => toContainer(from, h),
+    table,
+    overflow,
   };
 }
 

@@ -14,8 +14,8 @@ import { shiftAcl } from './acl';
 import { shiftFileCaps } from './fcaps';
 import { planSteps, sideRule, type SideRule, type Step } from './shift-plan';
 import { acquireLock, Journal, readState, readStateFast, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
-import { mountPointsBelow, walkBatches, type Entry } from './walk';
-import { dumpXattrs, restoreXattrs, type XattrSet } from './xattr';
+import { mountPointsBelow, walkTree, type Entry } from './walk';
+import { dumpXattrs, parseDump, restoreXattrs, type XattrSet } from './xattr';
 
 export type { IdMap } from './idmap';
 export type { ShiftMode, UnmappedPolicy } from './config';
@@ -43,6 +43,8 @@ export interface ShiftTreeOptions {
   onProgress?: (p: Progress) => void;
   /** Inodes per batch (one getfattr per batch); tests use small batches. */
   batchSize?: number;
+  /** Walker threads (default 2); 0 walks in the calling thread. */
+  threads?: number;
 }
 
 export interface ShiftTreeResult {
@@ -96,6 +98,7 @@ interface StepContext {
   logger: Logger;
   containerId?: string;
   batchSize?: number;
+  threads?: number;
   onProgress?: (p: Progress) => void;
   /** Count only; touch nothing. */
   dryRun?: boolean;
@@ -200,34 +203,60 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
   await restoreXattrs(writes);
 }
 
-/** One pass over the tree: per batch, getfattr runs in a child while the walk reads the next batch. */
+/**
+ * One pass over the tree: walker threads chown ordinary inodes; the specials
+ * they hand back (xattrs, setuid/setgid, hard links, journal replays) are
+ * journalled and applied here, one chunk at a time. The root goes last.
+ */
 async function runStep(ctx: StepContext): Promise<StepTotals> {
   const rules = { uid: sideRule(ctx.step.uid.from, ctx.step.uid.to, ctx.unmapped), gid: sideRule(ctx.step.gid.from, ctx.step.gid.to, ctx.unmapped) };
   const totals: StepTotals = { inodes: 0, changed: 0, unmappedCount: 0, unmappedPaths: [], skippedMounts: [] };
-  const walk = walkBatches({
+  const linked = new Set<number>();
+  const firstLink = (e: Entry) => {
+    if (e.type === 'dir' || e.nlink < 2) return true;
+    if (linked.has(e.ino)) return false;
+    linked.add(e.ino);
+    return true;
+  };
+  const progress = () => ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
+  await walkTree({
     root: ctx.root,
     mountPoints: mountPointsBelow(ctx.root),
-    batchSize: ctx.batchSize,
-    onSkippedMount: (path) => {
-      totals.skippedMounts.push(path);
-      ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
+    uid: rules.uid,
+    gid: rules.gid,
+    replay: ctx.replay.keys(),
+    xattrPattern: XATTR_PATTERN,
+    dryRun: Boolean(ctx.dryRun),
+    chunk: ctx.batchSize,
+    threads: ctx.threads,
+    onChunk: async (report) => {
+      for (const path of report.skipped) {
+        totals.skippedMounts.push(path);
+        ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
+      }
+      totals.inodes += report.inodes;
+      totals.changed += report.changed;
+      totals.unmappedCount += report.unmapped;
+      for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(path);
+      // Threads meet the links of an inode in any order: the one a killed run journalled must be applied even when another came first.
+      const specials: Entry[] = [];
+      let repeats = 0;
+      for (const e of report.specials) {
+        if (firstLink(e)) specials.push(e);
+        else if (ctx.replay.has(e.path)) {
+          specials.push(e);
+          repeats++;
+        }
+      }
+      if (specials.length > 0) await applyBatch(ctx, rules, specials, report.dump === '' ? new Map() : parseDump(report.dump), totals);
+      totals.inodes -= repeats;
+      progress();
     },
   });
-  const dumpOf = (batch: Entry[]) => {
-    if (ctx.dryRun) return Promise.resolve(new Map<string, XattrSet>());
-    const dump = dumpXattrs(batch.filter((e) => e.type !== 'symlink').map((e) => e.path), XATTR_PATTERN);
-    dump.catch(() => undefined);
-    return dump;
-  };
-  let previous: { batch: Entry[]; dump: Promise<Map<string, XattrSet>> } | undefined;
-  for await (const batch of walk) {
-    const current = { batch, dump: dumpOf(batch) };
-    if (previous) await applyBatch(ctx, rules, previous.batch, await previous.dump, totals);
-    ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
-    previous = current;
-  }
-  if (previous) await applyBatch(ctx, rules, previous.batch, await previous.dump, totals);
-  ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
+  const st = lstatSync(ctx.root);
+  const rootEntry: Entry = { path: ctx.root, type: 'dir', uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink };
+  await applyBatch(ctx, rules, [rootEntry], ctx.dryRun ? new Map() : await dumpXattrs([ctx.root], XATTR_PATTERN), totals);
+  progress();
   return totals;
 }
 
@@ -280,6 +309,7 @@ async function move(options: MoveOptions): Promise<ShiftTreeResult> {
         logger,
         containerId: options.containerId,
         batchSize: options.batchSize,
+        threads: options.threads,
         onProgress: options.onProgress,
       });
       result.inodes = totals.inodes;
@@ -334,7 +364,7 @@ export async function dryRunShift(options: Omit<ShiftTreeOptions, 'onProgress'> 
   const target = options.target ?? { uid: options.uidMap, gid: options.gidMap };
   const steps = state?.pending ? state.pending.steps.slice(state.pending.index) : sameOwnership(from, target) ? [] : planSteps(from, target);
   const totals: StepTotals = { inodes: 0, changed: 0, unmappedCount: 0, unmappedPaths: [], skippedMounts: [] };
-  for (const step of steps.slice(0, 1)) Object.assign(totals, await runStep({ root, step, unmapped: options.unmapped, replay: new Map(), logger: options.logger ?? nullLogger, dryRun: true, batchSize: options.batchSize }));
+  for (const step of steps.slice(0, 1)) Object.assign(totals, await runStep({ root, step, unmapped: options.unmapped, replay: new Map(), logger: options.logger ?? nullLogger, dryRun: true, batchSize: options.batchSize, threads: options.threads }));
   return { inodes: totals.inodes, changed: totals.changed, unmapped: totals.unmappedCount, unmappedPaths: totals.unmappedPaths, skippedMounts: totals.skippedMounts, from: state?.current ?? identity, pending: Boolean(state?.pending) };
 }
 

@@ -1,11 +1,20 @@
-// Walks a tree without following symlinks or leaving its filesystem, and
-// hands out its inodes in batches with their lstat data. Memory holds one
-// batch, the stack of directories still to read, and the set of hard-linked
-// inodes seen (so each is handed out once), never the list of all paths.
+// Walks a tree on walker threads without following symlinks or leaving its
+// filesystem, and changes the owner of every ordinary inode in the thread
+// that stats it. Per chunk of inodes a thread first lists their ACLs and
+// capabilities (one getfattr), then chowns each inode that has none and
+// needs nothing journalled; the rest ("specials": xattrs, setuid/setgid
+// modes, hard links, journal replays) go to the caller, which journals and
+// applies them one chunk at a time. Memory holds the directories still to
+// read and one chunk per thread, never the list of all paths.
+//
+// The thread body is one self-contained function: stringified into each
+// worker (so it runs the same from the bundle and under tsx), or called in
+// the calling thread when threads is 0.
 
-import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
-import { errnoCode, systemError } from './errors';
+import fs, { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { systemError } from './errors';
 import { parseMountinfo } from './mountinfo';
 
 export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
@@ -17,14 +26,49 @@ export interface Entry {
   gid: number;
   mode: number;
   ino: number;
+  nlink: number;
+}
+
+/** What a thread did with one chunk, and what it leaves to the caller. */
+export interface ChunkReport {
+  /** Inodes done by the thread (not counting specials). */
+  inodes: number;
+  changed: number;
+  unmapped: number;
+  /** Up to 10 of them. */
+  unmappedPaths: string[];
+  /** Mount points (or other filesystems) met and not entered. */
+  skipped: string[];
+  specials: Entry[];
+  /** getfattr's dump of the chunk when there are specials ('' otherwise). */
+  dump: string;
+}
+
+/** One side (uid or gid) of a step's rule: see ruleTable in shift-plan.ts. */
+export interface IdRule {
+  table: number[];
+  /** The id an unmapped id gets, or undefined when it is an error. */
+  overflow: number | undefined;
 }
 
 export interface WalkOptions {
   root: string;
   /** Mount points inside root (absolute paths); their subtrees are skipped. */
   mountPoints: ReadonlySet<string>;
-  batchSize?: number;
-  onSkippedMount?: (path: string) => void;
+  uid: IdRule;
+  gid: IdRule;
+  /** Paths the journal of a killed run names: always left to the caller. */
+  replay: Iterable<string>;
+  /** getfattr -m regex of the xattrs that make an inode special. */
+  xattrPattern: string;
+  /** Count only: no getfattr, no chown. */
+  dryRun: boolean;
+  /** Inodes per chunk (one getfattr per chunk). */
+  chunk?: number;
+  /** Walker threads; 0 walks in the calling thread. */
+  threads?: number;
+  /** Called for every chunk in turn (never twice at once); the walk waits for the last before it resolves. */
+  onChunk: (report: ChunkReport) => Promise<void>;
 }
 
 /** Mount points strictly below root, from /proc/self/mountinfo. */
@@ -33,67 +77,229 @@ export function mountPointsBelow(root: string, mountinfoText = readFileSync('/pr
   return new Set(parseMountinfo(mountinfoText).map((m) => m.mountPoint).filter((p) => p.startsWith(prefix)));
 }
 
-function typeOf(st: Stats): EntryType {
-  if (st.isDirectory()) return 'dir';
-  if (st.isFile()) return 'file';
-  if (st.isSymbolicLink()) return 'symlink';
-  return 'other';
+interface ThreadData {
+  root: string;
+  dev: number;
+  mountPoints: string[];
+  uid: number[];
+  gid: number[];
+  /** -1: unmapped ids are errors. */
+  uidOverflow: number;
+  gidOverflow: number;
+  replay: string[];
+  pattern: string;
+  dryRun: boolean;
+  chunk: number;
 }
 
-function lstat(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (error) {
-    // Names that are not valid UTF-8 come back from readdir altered and cannot be found again.
-    if (errnoCode(error) === 'ENOENT') throw systemError('cannot stat (removed during the walk, or a name that is not valid UTF-8)', path, error);
-    throw systemError('cannot stat', path, error);
-  }
+type ThreadMessage = ({ kind: 'chunk' } & ChunkReport) | { kind: 'done'; subdirs: string[] } | { kind: 'error'; op: string; path: string; code?: string; message: string };
+
+interface ThreadError {
+  op: string;
+  path: string;
+  code?: string;
+  message: string;
 }
 
 /**
- * Depth first, directory entries in readdir order: the same order on every
- * run over an unchanged tree. The root comes last, in a batch of its own, so
- * that its owner changes only once everything below it is done.
+ * The thread body: returns the task that reads a list of directories. Uses
+ * nothing but its parameters (it is stringified into workers).
  */
-export async function* walkBatches(options: WalkOptions): AsyncGenerator<Entry[]> {
-  const batchSize = options.batchSize ?? 8192;
-  const rootStat = lstat(options.root)!;
-  const dev = rootStat.dev;
-  const linked = new Set<number>();
-  const dirs: string[] = [];
-  let batch: Entry[] = [];
-  const add = (path: string, st: Stats) => {
-    const type = typeOf(st);
-    if (type !== 'dir' && st.nlink > 1) {
-      if (linked.has(st.ino)) return;
-      linked.add(st.ino);
-    }
-    batch.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino });
-    if (type === 'dir') dirs.push(path);
+function walker(fsm: typeof fs, spawn: typeof spawnSync, data: ThreadData, post: (m: ThreadMessage) => void): (dirs: string[]) => void {
+  const mounts = new Set(data.mountPoints);
+  const replay = new Set(data.replay);
+  const fail = (op: string, path: string, error: unknown): ThreadError => {
+    const e = error as { code?: string; message?: string };
+    return { op, path, code: e?.code, message: String(e?.message ?? error) };
   };
-  dirs.push(options.root);
-  while (dirs.length > 0) {
-    const dir = dirs.pop()!;
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch (error) {
-      throw systemError('cannot read directory', dir, error);
+  const map = (table: number[], overflow: number, id: number): number => {
+    for (let i = 0; i < table.length; i += 3) if (id >= table[i]! && id < table[i + 1]!) return id + table[i + 2]!;
+    return overflow;
+  };
+  // Paths getfattr prints unescaped; any other may appear in its dump in \ooo form.
+  const plain = /^[\x21-\x5b\x5d-\x7e]*$/;
+  // getfattr gets absolute paths as arguments: keep them well under ARG_MAX.
+  const argBudget = 256 * 1024;
+  let entries: Entry[] = [];
+  let argBytes = 0;
+  let skipped: string[] = [];
+  const flush = () => {
+    if (entries.length === 0 && skipped.length === 0) return;
+    let dump = '';
+    if (!data.dryRun) {
+      const paths: string[] = [];
+      for (const e of entries) if (e.type !== 'symlink') paths.push(e.path);
+      if (paths.length > 0) {
+        const r = spawn('getfattr', ['-h', '-d', '-m', data.pattern, '-e', 'hex', '--absolute-names', '--', ...paths], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 1 << 30 });
+        if (r.error) throw fail('cannot run getfattr (install the attr package) on', data.root, r.error);
+        if (r.status !== 0) throw fail('getfattr failed below', data.root, { message: String(r.stderr).trim().split('\n')[0] || `exit ${r.status ?? r.signal}` });
+        dump = r.stdout;
+      }
     }
-    for (const name of names) {
-      const path = join(dir, name);
-      const st = lstat(path)!;
-      if (st.dev !== dev || options.mountPoints.has(path)) {
-        options.onSkippedMount?.(path);
+    const listed = new Set<string>();
+    if (dump !== '') for (const line of dump.split('\n')) if (line.startsWith('# file: ')) listed.add(line.slice(8));
+    const report: { kind: 'chunk' } & ChunkReport = { kind: 'chunk', inodes: 0, changed: 0, unmapped: 0, unmappedPaths: [], skipped, specials: [], dump: '' };
+    for (const e of entries) {
+      const uid = map(data.uid, data.uidOverflow, e.uid);
+      const gid = map(data.gid, data.gidOverflow, e.gid);
+      const chown = uid !== e.uid || gid !== e.gid;
+      const special =
+        (e.nlink > 1 && e.type !== 'dir') ||
+        replay.has(e.path) ||
+        (listed.size > 0 && (listed.has(e.path) || !plain.test(e.path))) ||
+        (chown && e.type !== 'dir' && (e.mode & 0o6000) !== 0);
+      if (special && uid >= 0 && gid >= 0) {
+        report.specials.push(e);
         continue;
       }
-      add(path, st);
+      report.inodes++;
+      if (uid < 0 || gid < 0) {
+        report.unmapped++;
+        if (report.unmappedPaths.length < 10) report.unmappedPaths.push(e.path);
+        continue;
+      }
+      if (!chown) continue;
+      report.changed++;
+      if (data.dryRun) continue;
+      try {
+        fsm.lchownSync(e.path, uid, gid);
+      } catch (error) {
+        throw fail('cannot change the owner of', e.path, error);
+      }
     }
-    if (batch.length >= batchSize) {
-      yield batch;
-      batch = [];
+    if (report.specials.length > 0) report.dump = dump;
+    entries = [];
+    argBytes = 0;
+    skipped = [];
+    post(report);
+  };
+  const statOf = (path: string): fs.Stats => {
+    let st: fs.Stats | undefined;
+    try {
+      st = fsm.lstatSync(path, { throwIfNoEntry: false });
+    } catch (error) {
+      throw fail('cannot stat', path, error);
     }
-  }
-  if (batch.length > 0) yield batch;
-  yield [{ path: options.root, type: 'dir', uid: rootStat.uid, gid: rootStat.gid, mode: rootStat.mode, ino: rootStat.ino }];
+    // Names that are not valid UTF-8 come back from readdir altered and cannot be found again.
+    if (st === undefined) throw fail('cannot stat (removed during the walk, or a name that is not valid UTF-8)', path, { code: 'ENOENT' });
+    return st;
+  };
+  return (dirs) => {
+    const subdirs: string[] = [];
+    try {
+      for (const dir of dirs) {
+        let names: string[];
+        try {
+          names = fsm.readdirSync(dir);
+        } catch (error) {
+          throw fail('cannot read directory', dir, error);
+        }
+        const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+        for (const name of names) {
+          const path = prefix + name;
+          const st = statOf(path);
+          if (st.dev !== data.dev || mounts.has(path)) {
+            skipped.push(path);
+            continue;
+          }
+          const type: EntryType = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
+          if (type === 'dir') subdirs.push(path);
+          entries.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink });
+          argBytes += path.length + 1;
+          if (entries.length >= data.chunk || argBytes >= argBudget) flush();
+        }
+      }
+      flush();
+      post({ kind: 'done', subdirs });
+    } catch (error) {
+      const e = error as Partial<ThreadError>;
+      post({ kind: 'error', op: e.op ?? 'cannot walk', path: e.path ?? data.root, code: e.code, message: String(e.message ?? error) });
+    }
+  };
+}
+
+// tsx compiles with esbuild's keepNames, which wraps inner functions in __name(); an eval'd worker has no such helper.
+const WORKER_SOURCE = `var __name = (f) => f;
+const { parentPort, workerData } = require('node:worker_threads');
+const task = (${walker.toString()})(require('node:fs'), require('node:child_process').spawnSync, workerData, (m) => parentPort.postMessage(m));
+parentPort.on('message', task);`;
+
+interface Runner {
+  send(dirs: string[]): void;
+  close(): Promise<unknown>;
+}
+
+/**
+ * Walks everything below root (not root itself: the caller does it last, so
+ * its owner changes only once the tree is done). Directories go to idle
+ * threads from a shared queue, depth first.
+ */
+export function walkTree(options: WalkOptions): Promise<void> {
+  const data: ThreadData = {
+    root: options.root,
+    dev: fs.lstatSync(options.root).dev,
+    mountPoints: [...options.mountPoints],
+    uid: options.uid.table,
+    gid: options.gid.table,
+    uidOverflow: options.uid.overflow ?? -1,
+    gidOverflow: options.gid.overflow ?? -1,
+    replay: [...options.replay],
+    pattern: options.xattrPattern,
+    dryRun: options.dryRun,
+    chunk: options.chunk ?? 4096,
+  };
+  const threads = options.threads ?? 2;
+  return new Promise((resolve, reject) => {
+    const queue = [options.root];
+    const idle: Runner[] = [];
+    const runners: Runner[] = [];
+    let busy = 0;
+    let settled = false;
+    let applied = Promise.resolve();
+    const finish = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      void Promise.all(runners.map((r) => r.close())).then(() => (error === undefined ? resolve() : reject(error)));
+    };
+    const dispatch = () => {
+      while (!settled && idle.length > 0 && queue.length > 0) {
+        const n = Math.min(256, Math.ceil(queue.length / Math.max(1, threads)));
+        busy++;
+        idle.pop()!.send(queue.splice(queue.length - n, n));
+      }
+      if (busy === 0 && queue.length === 0) applied.then(() => finish(), finish);
+    };
+    const handle = (runner: Runner, m: ThreadMessage) => {
+      if (settled) return;
+      if (m.kind === 'chunk') {
+        applied = applied.then(() => options.onChunk(m));
+        applied.catch(finish);
+      } else if (m.kind === 'error') {
+        finish(systemError(m.op, m.path, { code: m.code, message: m.message }));
+      } else {
+        queue.push(...m.subdirs);
+        busy--;
+        idle.push(runner);
+        dispatch();
+      }
+    };
+    if (threads === 0) {
+      const runner: Runner = {
+        send: (dirs) => setImmediate(() => task(dirs)),
+        close: () => Promise.resolve(),
+      };
+      const task = walker(fs, spawnSync, data, (m) => handle(runner, m));
+      runners.push(runner);
+    } else {
+      for (let i = 0; i < threads; i++) {
+        const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: data });
+        const runner: Runner = { send: (dirs) => worker.postMessage(dirs), close: () => worker.terminate() };
+        worker.on('message', (m: ThreadMessage) => handle(runner, m));
+        worker.on('error', (error) => finish(error));
+        runners.push(runner);
+      }
+    }
+    idle.push(...runners);
+    dispatch();
+  });
 }

@@ -1,6 +1,8 @@
 // Runs one shift and kills itself with SIGKILL just before the Nth change
 // to the tree (chown or chmod), for the crash test. Usage:
 // node --import tsx shift-child.ts ROOTFS STATEDIR UIDMAP CRASH_AT BATCH
+// The walker runs in this thread (threads: 0), where the patched fs counts
+// every change; the rerun in the test uses the default walker threads.
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { parseIdMap } from '../../lib/idmap';
@@ -17,7 +19,7 @@ fs.lchownSync = countThenCall(fs.lchownSync);
 fs.chmodSync = countThenCall(fs.chmodSync);
 syncBuiltinESMExports();
 
-shiftTree({ rootfs: rootfs!, uidMap: parseIdMap(map!), gidMap: parseIdMap(map!), unmapped: 'error', stateDir: stateDir!, batchSize: Number(batch) }).then(
+shiftTree({ rootfs: rootfs!, uidMap: parseIdMap(map!), gidMap: parseIdMap(map!), unmapped: 'error', stateDir: stateDir!, batchSize: Number(batch), threads: 0 }).then(
   () => process.stdout.write(`done ${calls}\n`),
   (error: unknown) => {
     process.stderr.write(`${String(error)}\n`);

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { IDENTITY, parseIdMap } from '../../lib/idmap';
-import { planSteps, sideRule, stepIsSafe } from '../../lib/shift-plan';
+import { IDENTITY, parseIdMap, toContainer, toHost } from '../../lib/idmap';
+import { lookupRule, planSteps, ruleTable, sideRule, stepIsSafe } from '../../lib/shift-plan';
 
 const R1 = parseIdMap('0:100000:65536');
 const R2 = parseIdMap('0:300000:65536');
@@ -24,6 +24,17 @@ rule('range to range, and back to the original', () => {
   assert.is(r.map(5), undefined);
   assert.is(sideRule(R1, IDENTITY, 'error').map(100005), 5);
   assert.is(sideRule(R1, IDENTITY, 'error').map(5), 5);
+});
+rule('the table the walker threads get gives done ids back and moves source ids through the container id', () => {
+  const from = parseIdMap('0:100000:1000,1000:200000:64536');
+  const to = parseIdMap('0:300000:500,500:400000:65036');
+  const table = ruleTable(from, to);
+  for (const id of [0, 99999, 100000, 100499, 100500, 100999, 101000, 200000, 264535, 264536, 300000, 300499, 400000, 465035, 465036]) {
+    const c = toContainer(from, id);
+    const moved = c === undefined ? undefined : toHost(to, c);
+    const done = toContainer(to, id) !== undefined;
+    assert.is(lookupRule(table, id), done ? id : moved, `id ${id}`);
+  }
 });
 rule.run();
 
