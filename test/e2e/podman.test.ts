@@ -101,7 +101,8 @@ function logLines(containerId: string): Array<{ stage: string; message: string; 
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l))
-    .filter((l) => l.containerId === containerId);
+    // One verdict line per hook run; shift and release lines carry the id too.
+    .filter((l) => l.containerId === containerId && l.outcome !== undefined);
 }
 
 async function containerId(name: string, cidFile: string): Promise<string> {
@@ -126,7 +127,8 @@ if (skip) {
       [
         // -t gives systemd a console, so `podman logs` has its boot messages when it fails.
         `podman run -d -t --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init >/dev/null`,
-        `state=$(timeout 90 podman exec ${name} systemctl is-system-running --wait)`,
+        // Before PID 1 opens its bus, systemctl fails at once ("Failed to connect to bus"): ask again until it answers.
+        `deadline=$(($(date +%s) + 90)); while :; do state=$(timeout 90 podman exec ${name} systemctl is-system-running --wait 2>/dev/null); [ -n "$state" ] && [ "$state" != offline ] && break; [ "$(date +%s)" -lt "$deadline" ] || break; sleep 0.1; done`,
         'echo "state=$state"',
         `case "$state" in running|degraded) ;; *) podman logs --tail 15 ${name} ;; esac`,
         `podman stop -t 10 ${name} >/dev/null`,
