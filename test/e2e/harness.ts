@@ -20,7 +20,7 @@
 // (hybrid cgroups, no CAP_SYS_RESOURCE, 0700 temp dirs, systemd's console).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa, type Options as ExecaOptions } from 'execa';
@@ -335,16 +335,44 @@ export class Session {
  */
 export class Runtime {
   private readonly ids = new Set<string>();
+  private readonly outputFiles = new Map<string, string>();
 
   constructor(
     readonly session: Session,
     readonly name: RuntimeName,
   ) {}
 
-  /** `run` (detach: `run -d`): the container's output goes to the result, stdin is /dev/null. */
-  async run(id: string, bundle: string, options: { detach?: boolean; timeout?: number } = {}): Promise<RunResult> {
+  /**
+   * `run`, stdin /dev/null. Attached: the container's output is the
+   * result's. Detached (`run -d`): the container keeps the stdout and stderr
+   * it was given, so they go to a file (result.outputFile, removed by
+   * delete) rather than to pipes that would hold this call until the
+   * container exits; the result holds what was written until run returned.
+   */
+  async run(id: string, bundle: string, options: { detach?: boolean; timeout?: number } = {}): Promise<RunResult & { outputFile?: string }> {
     this.ids.add(id);
-    return this.session.run([this.name, 'run', ...(options.detach ? ['-d'] : []), '--bundle', bundle, id], { timeout: options.timeout ?? 120_000 });
+    const argv = [this.name, 'run', ...(options.detach ? ['-d'] : []), '--bundle', bundle, id];
+    const timeout = options.timeout ?? 120_000;
+    if (!options.detach) return this.session.run(argv, { timeout });
+    const outputFile = join(tmpdir(), `oci-userns-e2e-${id}.out`);
+    this.outputFiles.set(id, outputFile);
+    const fd = openSync(outputFile, 'w', 0o600);
+    let result: Pick<RunResult, 'exitCode' | 'timedOut'>;
+    try {
+      // A plain descriptor: the container inherits it (a pipe would hold this call until the container exits).
+      const [command, ...args] = this.session.wrap(argv);
+      const child = spawn(command!, args, { stdio: ['ignore', fd, fd] });
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
+      result = await new Promise((resolve) => {
+        child.once('error', () => resolve({ exitCode: undefined, timedOut: false }));
+        child.once('close', (code, signal) => resolve({ exitCode: code ?? undefined, timedOut: signal === 'SIGKILL' }));
+      });
+      clearTimeout(timer);
+    } finally {
+      closeSync(fd);
+    }
+    const output = readFileSync(outputFile, 'utf8');
+    return { ...result, stdout: output, stderr: output, all: output, outputFile };
   }
 
   /**
@@ -368,7 +396,7 @@ export class Runtime {
 
   async delete(id: string, force = true): Promise<RunResult> {
     const result = await this.session.run([this.name, 'delete', ...(force ? ['-f'] : []), id]);
-    if (result.exitCode === 0) this.ids.delete(id);
+    if (result.exitCode === 0) this.forget(id);
     return result;
   }
 
@@ -383,8 +411,15 @@ export class Runtime {
     for (const id of [...this.ids]) {
       const result = await this.delete(id);
       if (result.exitCode !== 0 && !/does not exist|not exist|No such file/i.test(result.all)) console.error(`cleanup: ${this.name} delete -f ${id}: ${result.all.trim()}`);
-      this.ids.delete(id);
+      this.forget(id);
     }
+  }
+
+  private forget(id: string): void {
+    this.ids.delete(id);
+    const file = this.outputFiles.get(id);
+    if (file) rmSync(file, { force: true });
+    this.outputFiles.delete(id);
   }
 }
 
