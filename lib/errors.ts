@@ -13,8 +13,14 @@ export interface ErrorContext {
   cause?: unknown;
 }
 
+// Marks our errors across copies of this module: the executable embeds some
+// modules (the CLI, the shift engine) as separately bundled code, whose
+// error classes are not the hook's, so instanceof alone would miss them.
+const BRAND = Symbol.for('oci-userns.UsernsError');
+
 export abstract class UsernsError extends Error {
   abstract readonly exitCode: number;
+  readonly [BRAND] = true;
   readonly containerId?: string;
   readonly path?: string;
   readonly hint?: string;
@@ -57,7 +63,7 @@ export class SystemError extends UsernsError {
 export const INTERNAL_EXIT_CODE = 70;
 
 export function isUsernsError(error: unknown): error is UsernsError {
-  return error instanceof UsernsError;
+  return error instanceof UsernsError || (error instanceof Error && (error as unknown as Record<symbol, unknown>)[BRAND] === true);
 }
 
 /** The errno code of a Node.js system error, or undefined. */

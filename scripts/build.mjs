@@ -60,20 +60,32 @@ const common = {
 };
 
 // Every container start and stop runs the hook, so its path must not even
-// parse the CLI (yargs, winston, execa: about 1 MB). Measured here: 1 MB of
-// bundled code costs 19 ms to load even unused, as a plain string literal
-// 10 ms, as a base64 string of its brotli form nothing measurable. So the
-// CLI is bundled on its own, embedded compressed in the one executable, and
-// inflated (about 3 ms) and compiled only when a CLI command runs.
-const cli = await build({ ...common, entryPoints: [join(root, 'cli', 'index.ts')], write: false });
-const cliPacked = brotliCompressSync(cli.outputFiles[0].contents, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64');
-const embedCli = {
-  name: 'embed-cli',
+// parse code it does not run. Measured here: 1 MB of bundled code costs
+// 19 ms to load even unused, as a plain string literal 10 ms, as a base64
+// string of its brotli form nothing measurable. So the cold parts are
+// bundled on their own and embedded compressed in the one executable, and
+// inflated (a few ms) and compiled only when used: the CLI (yargs, winston,
+// execa) and the shift engine (execa, worker code), which the hook and the
+// shim load only for a rootfs that needs shifting. Errors thrown by an
+// embedded copy are recognised by a brand (lib/errors.ts), not by class.
+const cold = [
+  { entry: join(root, 'cli', 'index.ts'), importedAs: /^\.\.\/cli\/index$/ },
+  { entry: join(root, 'lib', 'shift.ts'), importedAs: /^\.\/shift$/ },
+];
+const packed = new Map();
+for (const { entry } of cold) {
+  const result = await build({ ...common, entryPoints: [entry], write: false });
+  packed.set(entry, brotliCompressSync(result.outputFiles[0].contents, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64'));
+}
+const embedCold = {
+  name: 'embed-cold',
   setup(b) {
-    b.onResolve({ filter: /\/cli\/index$/ }, (args) => (args.importer.endsWith(join('bin', 'oci-userns.ts')) ? { path: 'cli', namespace: 'embedded-cli' } : undefined));
-    b.onLoad({ filter: /.*/, namespace: 'embedded-cli' }, () => ({
+    for (const { entry, importedAs } of cold) {
+      b.onResolve({ filter: importedAs }, (args) => (join(args.resolveDir, `${args.path}.ts`) === entry ? { path: entry, namespace: 'embedded' } : undefined));
+    }
+    b.onLoad({ filter: /.*/, namespace: 'embedded' }, (args) => ({
       loader: 'js',
-      contents: `const source = require('node:zlib').brotliDecompressSync(Buffer.from(${JSON.stringify(cliPacked)}, 'base64')).toString('utf8');
+      contents: `const source = require('node:zlib').brotliDecompressSync(Buffer.from(${JSON.stringify(packed.get(args.path))}, 'base64')).toString('utf8');
 const loaded = { exports: {} };
 new Function('module', 'exports', 'require', '__filename', '__dirname', source)(loaded, loaded.exports, require, __filename, __dirname);
 module.exports = loaded.exports;`,
@@ -87,6 +99,6 @@ await build({
   entryPoints: [join(root, 'bin', 'oci-userns.ts')],
   outfile,
   banner: { js: '#!/usr/bin/env node' },
-  plugins: [embedCli],
+  plugins: [embedCold],
 });
 chmodSync(outfile, 0o755);
