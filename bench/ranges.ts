@@ -1,4 +1,4 @@
-// node --import tsx bench/ranges.ts [DIR]: the cost of one registry
+// npm run bench:ranges [-- DIR]: the cost of one registry
 // operation as the hook pays it (in process, warm), with N containers
 // already registered: guard (register at createRuntime), guard again
 // (idempotent, prestart after createRuntime), release (poststop), and
@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULTS } from '../lib/config';
 import { allocateRange, guardContainer, releaseContainer } from '../lib/ranges';
+import { median } from './measure';
 
 const base = mkdtempSync(join(process.argv[2] ?? '/var/tmp', 'oci-userns-bench-ranges-'));
 const runs = Number(process.env.BENCH_RUNS ?? 200);
@@ -20,7 +21,6 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - started;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.95)]!;
 
 try {
