@@ -210,6 +210,3 @@ export function systemdSpecProblems(spec: CgroupSpecView): string[] {
   else if ((mount.options ?? []).includes('ro')) problems.push('/sys/fs/cgroup is mounted read-only');
   return problems;
 }
-
-/** The name lib/hook.ts imports; the same check. */
-export const delegationProblems = systemdSpecProblems;

@@ -5,7 +5,7 @@
 // line and one log line.
 
 import { promises as fs } from 'node:fs';
-import { delegateCgroup, delegationProblems } from './cgroup';
+import { delegateCgroup, systemdSpecProblems } from './cgroup';
 import type { Config } from './config';
 import { errnoCode, InputError, RefusedError, systemError } from './errors';
 import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
@@ -148,7 +148,7 @@ async function shiftRootfs(input: HookInput, state: ContainerState, spec: Spec, 
 async function delegate(input: HookInput, state: ContainerState & { pid: number }, spec: Spec, hostUid: number, hostGid: number, actions: Record<string, unknown>): Promise<void> {
   const { config, logger } = input;
   const containerId = state.id;
-  const problems = delegationProblems(spec);
+  const problems = systemdSpecProblems(spec);
   if (problems.length > 0) {
     const systemd = isSystemdContainer(spec);
     const message = `cgroup not delegated: ${problems.join('; ')}`;

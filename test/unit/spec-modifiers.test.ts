@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { delegationProblems } from '../../lib/cgroup';
+import { systemdSpecProblems } from '../../lib/cgroup';
 import { shimVerdict } from '../../lib/policy';
 import { hasUserNamespace, specMappings, type Spec } from '../../lib/spec';
 import {
@@ -145,7 +145,7 @@ pipeline('a systemd container comes out with a user namespace, the hook can dele
   const after = applyModifiers(before, userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: true }));
   assert.ok(hasUserNamespace(after));
   assert.equal(specMappings(after), MAPS);
-  assert.equal(delegationProblems(after), []);
+  assert.equal(systemdSpecProblems(after), []);
   assert.is(after.annotations!['io.oci-userns.source'], 'shim');
   assert.is(shimVerdict(after, 'always').act, false);
   const rest = ({ linux, mounts, hooks, annotations, ...others }: Spec) => others;
@@ -157,9 +157,9 @@ pipeline('a systemd container comes out with a user namespace, the hook can dele
 });
 pipeline('runc spec run as systemd: the cgroup mount becomes rw; as a plain container it stays ro', () => {
   const systemd = applyModifiers(fixture('config-runc1.1.5-spec.json'), userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: true }));
-  assert.equal(delegationProblems(systemd), []);
+  assert.equal(systemdSpecProblems(systemd), []);
   const plain = applyModifiers(fixture('config-runc1.1.5-spec.json'), userNamespaceModifiers({ ...MAPS, hooks: HOOKS, systemd: false }));
-  assert.equal(delegationProblems(plain), ['/sys/fs/cgroup is mounted read-only']);
+  assert.equal(systemdSpecProblems(plain), ['/sys/fs/cgroup is mounted read-only']);
   assert.ok(hasUserNamespace(plain));
 });
 pipeline.run();
