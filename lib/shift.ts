@@ -15,7 +15,7 @@ import { shiftFileCaps } from './fcaps';
 import { planSteps, sideRule, type SideRule, type Step } from './shift-plan';
 import { acquireLock, Journal, readState, readStateFast, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
 import { mountPointsBelow, walkTree, type Entry } from './walk';
-import { dumpXattrs, parseDump, restoreXattrs, type XattrSet } from './xattr';
+import { dumpTreeXattrs, restoreXattrs, type XattrSet } from './xattr';
 
 export type { IdMap } from './idmap';
 export type { ShiftMode, UnmappedPolicy } from './config';
@@ -41,7 +41,7 @@ export interface ShiftTreeOptions {
   containerId?: string;
   logger?: Logger;
   onProgress?: (p: Progress) => void;
-  /** Inodes per batch (one getfattr per batch); tests use small batches. */
+  /** Inodes per report from a walker thread; tests use small batches. */
   batchSize?: number;
   /** Walker threads (default 2); 0 walks in the calling thread. */
   threads?: number;
@@ -204,9 +204,11 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
 }
 
 /**
- * One pass over the tree: walker threads chown ordinary inodes; the specials
- * they hand back (xattrs, setuid/setgid, hard links, journal replays) are
- * journalled and applied here, one chunk at a time. The root goes last.
+ * One pass over the tree: one getfattr -R lists the inodes with ACLs or
+ * capabilities (before any chown, which destroys capabilities); then walker
+ * threads chown ordinary inodes, and the specials they hand back (those
+ * xattrs, setuid/setgid, hard links, journal replays) are journalled and
+ * applied here, one chunk at a time. The root goes last.
  */
 async function runStep(ctx: StepContext): Promise<StepTotals> {
   const rules = { uid: sideRule(ctx.step.uid.from, ctx.step.uid.to, ctx.unmapped), gid: sideRule(ctx.step.gid.from, ctx.step.gid.to, ctx.unmapped) };
@@ -219,13 +221,15 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
     return true;
   };
   const progress = () => ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
+  const mountPoints = mountPointsBelow(ctx.root);
+  const attrs = ctx.dryRun ? new Map<string, XattrSet>() : await dumpTreeXattrs(ctx.root, XATTR_PATTERN);
+  for (const path of attrs.keys()) if ([...mountPoints].some((m) => path === m || path.startsWith(`${m}/`))) attrs.delete(path);
   await walkTree({
     root: ctx.root,
-    mountPoints: mountPointsBelow(ctx.root),
+    mountPoints,
     uid: rules.uid,
     gid: rules.gid,
-    replay: ctx.replay.keys(),
-    xattrPattern: XATTR_PATTERN,
+    special: [...ctx.replay.keys(), ...attrs.keys()],
     dryRun: Boolean(ctx.dryRun),
     chunk: ctx.batchSize,
     threads: ctx.threads,
@@ -248,14 +252,14 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
           repeats++;
         }
       }
-      if (specials.length > 0) await applyBatch(ctx, rules, specials, report.dump === '' ? new Map() : parseDump(report.dump), totals);
+      if (specials.length > 0) await applyBatch(ctx, rules, specials, attrs, totals);
       totals.inodes -= repeats;
       progress();
     },
   });
   const st = lstatSync(ctx.root);
   const rootEntry: Entry = { path: ctx.root, type: 'dir', uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink };
-  await applyBatch(ctx, rules, [rootEntry], ctx.dryRun ? new Map() : await dumpXattrs([ctx.root], XATTR_PATTERN), totals);
+  await applyBatch(ctx, rules, [rootEntry], attrs, totals);
   progress();
   return totals;
 }

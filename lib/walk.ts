@@ -1,18 +1,17 @@
 // Walks a tree on walker threads without following symlinks or leaving its
 // filesystem, and changes the owner of every ordinary inode in the thread
-// that stats it. Per chunk of inodes a thread first lists their ACLs and
-// capabilities (one getfattr), then chowns each inode that has none and
-// needs nothing journalled; the rest ("specials": xattrs, setuid/setgid
-// modes, hard links, journal replays) go to the caller, which journals and
-// applies them one chunk at a time. Memory holds the directories still to
-// read and one chunk per thread, never the list of all paths.
+// that stats it. The rest ("specials": the paths the caller names, such as
+// those with ACLs or capabilities or in the journal of a killed run, and
+// setuid/setgid files and hard links) go back to the caller, which journals
+// and applies them one chunk at a time. Memory holds the directories still
+// to read, the special paths and one chunk per thread, never the list of
+// all paths.
 //
 // The thread body is one self-contained function: stringified into each
 // worker (so it runs the same from the bundle and under tsx), or called in
 // the calling thread when threads is 0.
 
 import fs, { readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { systemError } from './errors';
 import { parseMountinfo } from './mountinfo';
@@ -40,8 +39,6 @@ export interface ChunkReport {
   /** Mount points (or other filesystems) met and not entered. */
   skipped: string[];
   specials: Entry[];
-  /** getfattr's dump of the chunk when there are specials ('' otherwise). */
-  dump: string;
 }
 
 /** One side (uid or gid) of a step's rule: see ruleTable in shift-plan.ts. */
@@ -57,13 +54,11 @@ export interface WalkOptions {
   mountPoints: ReadonlySet<string>;
   uid: IdRule;
   gid: IdRule;
-  /** Paths the journal of a killed run names: always left to the caller. */
-  replay: Iterable<string>;
-  /** getfattr -m regex of the xattrs that make an inode special. */
-  xattrPattern: string;
-  /** Count only: no getfattr, no chown. */
+  /** Paths always left to the caller. */
+  special: Iterable<string>;
+  /** Count only: no chown. */
   dryRun: boolean;
-  /** Inodes per chunk (one getfattr per chunk). */
+  /** Inodes per report. */
   chunk?: number;
   /** Walker threads; 0 walks in the calling thread. */
   threads?: number;
@@ -86,8 +81,7 @@ interface ThreadData {
   /** -1: unmapped ids are errors. */
   uidOverflow: number;
   gidOverflow: number;
-  replay: string[];
-  pattern: string;
+  special: string[];
   dryRun: boolean;
   chunk: number;
 }
@@ -105,9 +99,9 @@ interface ThreadError {
  * The thread body: returns the task that reads a list of directories. Uses
  * nothing but its parameters (it is stringified into workers).
  */
-function walker(fsm: typeof fs, spawn: typeof spawnSync, data: ThreadData, post: (m: ThreadMessage) => void): (dirs: string[]) => void {
+function walker(fsm: typeof fs, data: ThreadData, post: (m: ThreadMessage) => void): (dirs: string[]) => void {
   const mounts = new Set(data.mountPoints);
-  const replay = new Set(data.replay);
+  const special = new Set(data.special);
   const fail = (op: string, path: string, error: unknown): ThreadError => {
     const e = error as { code?: string; message?: string };
     return { op, path, code: e?.code, message: String(e?.message ?? error) };
@@ -116,62 +110,38 @@ function walker(fsm: typeof fs, spawn: typeof spawnSync, data: ThreadData, post:
     for (let i = 0; i < table.length; i += 3) if (id >= table[i]! && id < table[i + 1]!) return id + table[i + 2]!;
     return overflow;
   };
-  // Paths getfattr prints unescaped; any other may appear in its dump in \ooo form.
-  const plain = /^[\x21-\x5b\x5d-\x7e]*$/;
-  // getfattr gets absolute paths as arguments: keep them well under ARG_MAX.
-  const argBudget = 256 * 1024;
-  let entries: Entry[] = [];
-  let argBytes = 0;
-  let skipped: string[] = [];
+  let report: { kind: 'chunk' } & ChunkReport = { kind: 'chunk', inodes: 0, changed: 0, unmapped: 0, unmappedPaths: [], skipped: [], specials: [] };
+  let seen = 0;
   const flush = () => {
-    if (entries.length === 0 && skipped.length === 0) return;
-    let dump = '';
-    if (!data.dryRun) {
-      const paths: string[] = [];
-      for (const e of entries) if (e.type !== 'symlink') paths.push(e.path);
-      if (paths.length > 0) {
-        const r = spawn('getfattr', ['-h', '-d', '-m', data.pattern, '-e', 'hex', '--absolute-names', '--', ...paths], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 1 << 30 });
-        if (r.error) throw fail('cannot run getfattr (install the attr package) on', data.root, r.error);
-        if (r.status !== 0) throw fail('getfattr failed below', data.root, { message: String(r.stderr).trim().split('\n')[0] || `exit ${r.status ?? r.signal}` });
-        dump = r.stdout;
-      }
-    }
-    const listed = new Set<string>();
-    if (dump !== '') for (const line of dump.split('\n')) if (line.startsWith('# file: ')) listed.add(line.slice(8));
-    const report: { kind: 'chunk' } & ChunkReport = { kind: 'chunk', inodes: 0, changed: 0, unmapped: 0, unmappedPaths: [], skipped, specials: [], dump: '' };
-    for (const e of entries) {
-      const uid = map(data.uid, data.uidOverflow, e.uid);
-      const gid = map(data.gid, data.gidOverflow, e.gid);
-      const chown = uid !== e.uid || gid !== e.gid;
-      const special =
-        (e.nlink > 1 && e.type !== 'dir') ||
-        replay.has(e.path) ||
-        (listed.size > 0 && (listed.has(e.path) || !plain.test(e.path))) ||
-        (chown && e.type !== 'dir' && (e.mode & 0o6000) !== 0);
-      if (special && uid >= 0 && gid >= 0) {
-        report.specials.push(e);
-        continue;
-      }
-      report.inodes++;
-      if (uid < 0 || gid < 0) {
-        report.unmapped++;
-        if (report.unmappedPaths.length < 10) report.unmappedPaths.push(e.path);
-        continue;
-      }
-      if (!chown) continue;
-      report.changed++;
-      if (data.dryRun) continue;
-      try {
-        fsm.lchownSync(e.path, uid, gid);
-      } catch (error) {
-        throw fail('cannot change the owner of', e.path, error);
-      }
-    }
-    if (report.specials.length > 0) report.dump = dump;
-    entries = [];
-    argBytes = 0;
-    skipped = [];
+    if (seen === 0 && report.skipped.length === 0) return;
     post(report);
+    report = { kind: 'chunk', inodes: 0, changed: 0, unmapped: 0, unmappedPaths: [], skipped: [], specials: [] };
+    seen = 0;
+  };
+  const visit = (path: string, st: fs.Stats, type: EntryType) => {
+    seen++;
+    const uid = map(data.uid, data.uidOverflow, st.uid);
+    const gid = map(data.gid, data.gidOverflow, st.gid);
+    const chown = uid !== st.uid || gid !== st.gid;
+    const leave = (st.nlink > 1 && type !== 'dir') || special.has(path) || (chown && type !== 'dir' && (st.mode & 0o6000) !== 0);
+    if (leave && uid >= 0 && gid >= 0) {
+      report.specials.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink });
+      return;
+    }
+    report.inodes++;
+    if (uid < 0 || gid < 0) {
+      report.unmapped++;
+      if (report.unmappedPaths.length < 10) report.unmappedPaths.push(path);
+      return;
+    }
+    if (!chown) return;
+    report.changed++;
+    if (data.dryRun) return;
+    try {
+      fsm.lchownSync(path, uid, gid);
+    } catch (error) {
+      throw fail('cannot change the owner of', path, error);
+    }
   };
   const statOf = (path: string): fs.Stats => {
     let st: fs.Stats | undefined;
@@ -199,14 +169,13 @@ function walker(fsm: typeof fs, spawn: typeof spawnSync, data: ThreadData, post:
           const path = prefix + name;
           const st = statOf(path);
           if (st.dev !== data.dev || mounts.has(path)) {
-            skipped.push(path);
+            report.skipped.push(path);
             continue;
           }
           const type: EntryType = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other';
           if (type === 'dir') subdirs.push(path);
-          entries.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink });
-          argBytes += path.length + 1;
-          if (entries.length >= data.chunk || argBytes >= argBudget) flush();
+          visit(path, st, type);
+          if (seen >= data.chunk) flush();
         }
       }
       flush();
@@ -221,7 +190,7 @@ function walker(fsm: typeof fs, spawn: typeof spawnSync, data: ThreadData, post:
 // tsx compiles with esbuild's keepNames, which wraps inner functions in __name(); an eval'd worker has no such helper.
 const WORKER_SOURCE = `var __name = (f) => f;
 const { parentPort, workerData } = require('node:worker_threads');
-const task = (${walker.toString()})(require('node:fs'), require('node:child_process').spawnSync, workerData, (m) => parentPort.postMessage(m));
+const task = (${walker.toString()})(require('node:fs'), workerData, (m) => parentPort.postMessage(m));
 parentPort.on('message', task);`;
 
 interface Runner {
@@ -243,8 +212,7 @@ export function walkTree(options: WalkOptions): Promise<void> {
     gid: options.gid.table,
     uidOverflow: options.uid.overflow ?? -1,
     gidOverflow: options.gid.overflow ?? -1,
-    replay: [...options.replay],
-    pattern: options.xattrPattern,
+    special: [...options.special],
     dryRun: options.dryRun,
     chunk: options.chunk ?? 4096,
   };
@@ -288,7 +256,7 @@ export function walkTree(options: WalkOptions): Promise<void> {
         send: (dirs) => setImmediate(() => task(dirs)),
         close: () => Promise.resolve(),
       };
-      const task = walker(fs, spawnSync, data, (m) => handle(runner, m));
+      const task = walker(fs, data, (m) => handle(runner, m));
       runners.push(runner);
     } else {
       for (let i = 0; i < threads; i++) {

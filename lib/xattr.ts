@@ -1,6 +1,6 @@
 // Extended attribute I/O through the attr tools (getfattr/setfattr): Node
-// has no xattr API, and one getfattr per batch of paths runs on the other
-// core while the walk goes on (see README, "xattrs"). Never follows
+// has no xattr API; one getfattr -R reads a whole tree (see README,
+// "xattrs"). Never follows
 // symlinks (-h). Dumps use getfattr's text format: "# file: PATH" then
 // NAME=0xHEX lines, paths with \ooo escapes. The tools start through
 // child_process directly: loading execa costs more than the tools run.
@@ -87,6 +87,15 @@ function runTool(tool: string, args: readonly string[], input?: string): Promise
 export async function dumpXattrs(paths: readonly string[], pattern: string): Promise<Map<string, XattrSet>> {
   if (paths.length === 0) return new Map();
   return parseDump(await runTool('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths]));
+}
+
+/**
+ * Reads the xattrs whose names match `pattern` from every inode of a tree
+ * (getfattr -R, never following symlinks); inodes without any are absent.
+ * It enters nested mounts: the caller drops what it does not walk.
+ */
+export async function dumpTreeXattrs(root: string, pattern: string): Promise<Map<string, XattrSet>> {
+  return parseDump(await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', root]));
 }
 
 /** Writes the given xattrs (one setfattr process for all of them). */
