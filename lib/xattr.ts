@@ -6,7 +6,8 @@
 // child_process directly: loading execa costs more than the tools run.
 
 import { spawn } from 'node:child_process';
-import { errnoCode, HostError, SystemError } from './errors';
+import { readdirSync } from 'node:fs';
+import { errnoCode, HostError, SystemError, systemError } from './errors';
 
 export type XattrSet = Map<string, Buffer>;
 
@@ -89,13 +90,29 @@ export async function dumpXattrs(paths: readonly string[], pattern: string): Pro
   return parseDump(await runTool('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths]));
 }
 
+// Above this many entries in the root, its children go to one getfattr -R (argument size).
+const SPLIT_LIMIT = 1000;
+
 /**
  * Reads the xattrs whose names match `pattern` from every inode of a tree
  * (getfattr -R, never following symlinks); inodes without any are absent.
- * It enters nested mounts: the caller drops what it does not walk.
+ * The root's children are dealt in turn to `parts` getfattr processes that
+ * run at once (one per core). It enters nested mounts: the caller drops
+ * what it does not walk.
  */
-export async function dumpTreeXattrs(root: string, pattern: string): Promise<Map<string, XattrSet>> {
-  return parseDump(await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', root]));
+export async function dumpTreeXattrs(root: string, pattern: string, parts = 2): Promise<Map<string, XattrSet>> {
+  const args = ['-R', '-P', '-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--'];
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch (error) {
+    throw systemError('cannot read directory', root, error);
+  }
+  const prefix = root.endsWith('/') ? root : `${root}/`;
+  const groups: string[][] = Array.from({ length: names.length > SPLIT_LIMIT ? 1 : Math.max(1, Math.min(parts, names.length)) }, () => []);
+  names.forEach((name, i) => groups[i % groups.length]!.push(prefix + name));
+  const dumps = await Promise.all([dumpXattrs([root], pattern), ...groups.filter((g) => g.length > 0).map((g) => runTool('getfattr', [...args, ...g]).then(parseDump))]);
+  return new Map(dumps.flatMap((d) => [...d]));
 }
 
 /** Writes the given xattrs (one setfattr process for all of them). */
