@@ -12,7 +12,6 @@ import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
 import { HOOK_ENABLE_ANNOTATION, isSystemdContainer, NAME_ANNOTATION, SOURCE_ANNOTATION } from './policy';
-import { guardContainer, releaseContainer } from './ranges';
 import { hasUserNamespace, processUser, readSpec, rootfsPath, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
@@ -69,6 +68,7 @@ export async function runHook(input: HookInput): Promise<HookOutcome> {
     return { ...base, outcome: 'not-applicable', reason: `${HOOK_ENABLE_ANNOTATION}=false`, actions: {} };
   }
   if (input.stage === 'poststop') {
+    const { releaseContainer } = await import('./ranges');
     const released = await releaseContainer({ stateDir: input.config.stateDir, id: state.id, logger: input.logger, procRoot: input.procRoot });
     return { ...base, outcome: 'done', actions: { released: released !== undefined } };
   }
@@ -108,6 +108,8 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
     throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
   }
   const actions: Record<string, unknown> = {};
+  // The registry's modules load only for containers that have a user namespace.
+  const { guardContainer, releaseContainer } = await import('./ranges');
   const { entry, created } = await guardContainer({
     stateDir: config.stateDir,
     id: containerId,

@@ -35,7 +35,6 @@
 // The file operations are synchronous: each is one short system call, and
 // on the hook's path the first asynchronous one alone costs milliseconds.
 
-import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,9 +66,16 @@ export function parseHolderName(name: string): Holder | undefined {
   return match ? { pid: Number(match[1]), start: Number(match[2]), boot: match[3]! } : undefined;
 }
 
+let acquisitions = 0;
+
+// pid, start time and boot id already name the process; the suffix only
+// tells its successive acquisitions apart. (node:crypto would cost the hook
+// about 4 ms of start-up for this.)
 function holderName(): string {
   const self = selfIdentity();
-  return `${self.pid}.${self.start}.${bootId()}.${randomBytes(8).toString('hex')}`;
+  acquisitions += 1;
+  const suffix = `${acquisitions.toString(16)}${Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0')}`;
+  return `${self.pid}.${self.start}.${bootId()}.${suffix}`;
 }
 
 function isHolderAlive(holder: Holder): boolean {

@@ -9,7 +9,6 @@
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { blockAlignedSize, chooseRange } from './allocator';
 import type { OverlapPolicy, PoolConfig } from './config';
 import { errnoCode, InputError, RefusedError, systemError } from './errors';
 import { formatIdMap, hostRangesOverlap, idMapSize, isIdentity, parseProcIdMap, sameIdMap, validateIdMap, type IdMapping } from './idmap';
@@ -144,6 +143,8 @@ export interface AllocateOptions extends Common {
 /** Allocates a free block from the pool; for an id that has a range already, returns that range. */
 export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> {
   const { id, logger } = opts;
+  // Loaded here: choosing a block hashes with node:crypto, which the hook's guard and release never need.
+  const { blockAlignedSize, chooseRange } = await import('./allocator');
   const size = opts.size === undefined ? undefined : blockAlignedSize(opts.size, opts.pool.blockSize);
   const pool = await readPool({ pool: opts.pool, passwdFile: opts.passwdFile, logger });
   return updateRegistry(opts, async (entries) => {
