@@ -12,6 +12,7 @@ import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from './idmap';
 import { readStdinBounded, readStreamBounded } from './input';
 import type { Logger } from './logger';
 import { HOOK_ENABLE_ANNOTATION, isSystemdContainer, NAME_ANNOTATION, SOURCE_ANNOTATION } from './policy';
+import { alreadyShifted, resolveRootfs } from './shift-state';
 import { hasUserNamespace, processUser, readSpec, rootfsPath, specMappings, type Spec } from './spec';
 import { parseState, type ContainerState } from './state';
 
@@ -139,8 +140,12 @@ async function shiftRootfs(input: HookInput, state: ContainerState, spec: Spec, 
   const { config, logger } = input;
   const rootfs = rootfsPath(spec, state.bundle);
   if (rootfs === undefined || config.shift.mode === 'never') return;
-  // Loaded only here: the shift engine and its xattr tooling cost start-up
-  // time that containers without a user namespace should not pay.
+  if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, state.id), { uid: uidMap, gid: gidMap }, config.stateDir)) {
+    actions.shift = { action: 'skipped' };
+    return;
+  }
+  // Loaded only when a tree may need work: the engine (embedded compressed,
+  // with its xattr tooling and worker code) costs ~12 ms to load.
   const { ensureShifted } = await import('./shift');
   const result = await ensureShifted({ rootfs, uidMap, gidMap, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: state.id, logger });
   actions.shift = { action: result.action, inodes: result.inodes, changed: result.changed, ms: result.durationMs };

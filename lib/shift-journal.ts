@@ -4,75 +4,16 @@
 // with the tree), and a journal of what chown destroys (file capabilities,
 // setuid/setgid bits), written and synced before the chown that destroys it.
 
-import { createHash } from 'node:crypto';
 import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { errnoCode, InputError, RefusedError, systemError } from './errors';
-import { validateIdMap, type IdMap } from './idmap';
-import type { Step } from './shift-plan';
+import { errnoCode, RefusedError, systemError } from './errors';
+import { parseState, readStateFast, statePaths, type ShiftState } from './shift-state';
 import { readXattr, writeXattr } from './xattr';
 
+export type { Ownership, ShiftState } from './shift-state';
+export { readStateFast, statePaths } from './shift-state';
+
 export const MARKER_XATTR = 'trusted.oci-userns.shift';
-
-export interface Ownership {
-  uid: IdMap;
-  gid: IdMap;
-}
-
-export interface ShiftState {
-  version: 1;
-  /** Grows with every write; the higher of file and xattr wins. */
-  seq: number;
-  rootfs: string;
-  /** The ownership before the first shift: what unshift restores. */
-  original: Ownership;
-  /** The ownership the tree has when no shift is pending. */
-  current: Ownership;
-  /** The ownership before `current`, for verification passes. */
-  previous: Ownership;
-  /** Inodes the last pass saw: the progress display's estimate of the next one. */
-  inodes?: number;
-  /** A shift that started and has not finished: its steps and the one running. */
-  pending?: { target: Ownership; steps: Step[]; index: number };
-}
-
-export function statePaths(stateDir: string, rootfs: string): { dir: string; state: string; journal: string; lock: string } {
-  const dir = join(stateDir, 'shift');
-  const key = createHash('sha256').update(rootfs).digest('hex').slice(0, 32);
-  return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock`) };
-}
-
-function parseState(text: string, where: string): ShiftState {
-  let value: ShiftState;
-  try {
-    value = JSON.parse(text) as ShiftState;
-  } catch (error) {
-    throw new InputError(`shift state ${where} is not valid JSON`, { cause: error, hint: 'remove it only if you know the ownership the tree has' });
-  }
-  if (value?.version !== 1 || typeof value.seq !== 'number' || !value.original || !value.current) {
-    throw new InputError(`shift state ${where} is not a version 1 record`, { hint: 'remove it only if you know the ownership the tree has' });
-  }
-  for (const own of [value.original, value.current, value.previous ?? value.current]) {
-    validateIdMap(own.uid, `shift state ${where}`);
-    validateIdMap(own.gid, `shift state ${where}`);
-  }
-  return value;
-}
-
-function readStateFile(path: string): ShiftState | undefined {
-  try {
-    return parseState(readFileSync(path, 'utf8'), path);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-/** The state file alone: no process spawned, for the O(1) check on the hook path. */
-export function readStateFast(stateDir: string, rootfs: string): ShiftState | undefined {
-  const state = readStateFile(statePaths(stateDir, rootfs).state);
-  return state?.rootfs === rootfs ? state : undefined;
-}
 
 /** The newest of the state file and the rootfs marker xattr. */
 export async function readState(stateDir: string, rootfs: string): Promise<ShiftState | undefined> {

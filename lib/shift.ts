@@ -4,16 +4,16 @@
 // shift-plan.ts for why a rerun can tell done inodes from pending ones, and
 // shift-journal.ts for what is recorded where.
 
-import { chmodSync, lchownSync, lstatSync, realpathSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { chmodSync, lchownSync, lstatSync } from 'node:fs';
 import type { ShiftMode, UnmappedPolicy } from './config';
-import { InputError, RefusedError, systemError } from './errors';
-import { IDENTITY, sameIdMap, toHost, type IdMap } from './idmap';
+import { RefusedError, systemError } from './errors';
+import { IDENTITY, toHost, type IdMap } from './idmap';
 import { nullLogger, type Logger } from './logger';
 import { shiftAcl } from './acl';
 import { shiftFileCaps } from './fcaps';
 import { planSteps, sideRule, type SideRule, type Step } from './shift-plan';
-import { acquireLock, Journal, readState, readStateFast, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
+import { acquireLock, Journal, readState, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
+import { alreadyShifted, resolveRootfs, sameOwnership } from './shift-state';
 import { mountPointsBelow, walkTree, type Entry } from './walk';
 import { dumpTreeXattrs, restoreXattrs, type XattrSet } from './xattr';
 
@@ -73,18 +73,6 @@ export interface ShiftResult {
   changed: number;
   durationMs: number;
   skippedMounts: string[];
-}
-
-function resolveRootfs(rootfs: string, containerId?: string): string {
-  if (!isAbsolute(rootfs)) throw new InputError(`rootfs ${rootfs} is not an absolute path`, { containerId, path: rootfs });
-  let real: string;
-  try {
-    real = realpathSync(rootfs);
-  } catch (error) {
-    throw systemError('cannot resolve the rootfs', rootfs, error, { containerId });
-  }
-  if (!lstatSync(real).isDirectory()) throw new InputError(`rootfs ${rootfs} is not a directory`, { containerId, path: rootfs });
-  return real;
 }
 
 interface StepContext {
@@ -275,10 +263,6 @@ function unmappedError(root: string, totals: StepTotals, containerId?: string): 
 
 const identity: Ownership = { uid: IDENTITY, gid: IDENTITY };
 
-function sameOwnership(a: Ownership, b: Ownership): boolean {
-  return sameIdMap(a.uid, b.uid) && sameIdMap(a.gid, b.gid);
-}
-
 interface MoveOptions extends Omit<ShiftTreeOptions, 'uidMap' | 'gidMap'> {
   /** The target, or undefined for the original ownership (unshift). */
   target?: Ownership;
@@ -385,15 +369,9 @@ export async function ensureShifted(opts: EnsureShiftedOptions): Promise<ShiftRe
   if (opts.mode === 'never') return done('disabled');
   const root = resolveRootfs(opts.rootfs, opts.containerId);
   const target: Ownership = { uid: opts.uidMap, gid: opts.gidMap };
-  const recorded = readStateFast(opts.stateDir, root);
+  if (opts.mode === 'auto' && alreadyShifted(root, target, opts.stateDir)) return done('skipped');
   const rootOwner = lstatSync(root);
   const ownerMatches = rootOwner.uid === toHost(opts.uidMap, 0) && rootOwner.gid === toHost(opts.gidMap, 0);
-  if (opts.mode === 'auto') {
-    if (recorded && !recorded.pending && sameOwnership(recorded.current, target) && ownerMatches) return done('skipped');
-    // No record of ours but owned as the mapping says: an engine shifted it, or we did and the state
-    // file is gone (the rootfs directory is chowned last, so its owner means the whole tree is done).
-    if (!recorded && ownerMatches) return done('skipped');
-  }
   const base = { rootfs: root, uidMap: opts.uidMap, gidMap: opts.gidMap, unmapped: opts.unmapped, stateDir: opts.stateDir, containerId: opts.containerId, logger: opts.logger, onProgress: opts.onProgress };
   const state = await readState(opts.stateDir, root);
   if (opts.mode === 'always-verify' && (state ? !state.pending && sameOwnership(state.current, target) : ownerMatches)) {
