@@ -108,6 +108,8 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
   if (hostUid === undefined || hostGid === undefined) {
     throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
   }
+  // Refusals come before anything changes.
+  const cgroupProblems = delegationCheck(input, spec, containerId);
   const actions: Record<string, unknown> = {};
   // The registry's modules load only for containers that have a user namespace.
   const { guardContainer, releaseContainer } = await import('./ranges');
@@ -126,7 +128,7 @@ async function setUp(input: HookInput, state: ContainerState & { pid: number }, 
   actions.range = { source: entry.source, uidMappings: formatIdMap(uidMappings), gidMappings: formatIdMap(gidMappings) };
   try {
     await shiftRootfs(input, state, spec, uidMappings, gidMappings, actions);
-    await delegate(input, state, spec, hostUid, hostGid, actions);
+    await delegate(input, state, cgroupProblems, hostUid, hostGid, actions);
   } catch (error) {
     // Nothing half done: a container that fails here never starts, so the
     // range registered for it by this call is given back.
@@ -152,23 +154,27 @@ async function shiftRootfs(input: HookInput, state: ContainerState, spec: Spec, 
   if (result.skippedMounts.length > 0) logger.info('mount points inside the rootfs were not shifted', { containerId: state.id, skippedMounts: result.skippedMounts });
 }
 
-async function delegate(input: HookInput, state: ContainerState & { pid: number }, spec: Spec, hostUid: number, hostGid: number, actions: Record<string, unknown>): Promise<void> {
-  const { config, logger } = input;
-  const containerId = state.id;
+/** Why the spec rules out delegation (runtime spec rules); refuses up front for a systemd container under cgroup.strict. */
+function delegationCheck(input: HookInput, spec: Spec, containerId: string): string[] {
   const problems = systemdSpecProblems(spec);
-  if (problems.length > 0) {
-    const systemd = isSystemdContainer(spec);
+  if (problems.length > 0 && isSystemdContainer(spec)) {
     const message = `cgroup not delegated: ${problems.join('; ')}`;
-    if (systemd && config.cgroup.strict) {
+    if (input.config.cgroup.strict) {
       throw new RefusedError(`${message}; systemd cannot run without a delegated cgroup`, {
         containerId,
         hint: 'give the container a cgroup namespace and mount /sys/fs/cgroup read-write',
       });
     }
-    if (systemd) logger.warn(`${message}; systemd will fail to create its cgroups`, { containerId });
-    actions.cgroup = { skipped: problems };
-  } else {
-    const result = await delegateCgroup({ pid: state.pid, uid: hostUid, gid: hostGid, containerId, procRoot: input.procRoot, logger });
-    actions.cgroup = { path: result.cgroupPath, changed: result.changed.length, uid: hostUid, gid: hostGid };
+    input.logger.warn(`${message}; systemd will fail to create its cgroups`, { containerId });
   }
+  return problems;
+}
+
+async function delegate(input: HookInput, state: ContainerState & { pid: number }, problems: string[], hostUid: number, hostGid: number, actions: Record<string, unknown>): Promise<void> {
+  if (problems.length > 0) {
+    actions.cgroup = { skipped: problems };
+    return;
+  }
+  const result = await delegateCgroup({ pid: state.pid, uid: hostUid, gid: hostGid, containerId: state.id, procRoot: input.procRoot, logger: input.logger });
+  actions.cgroup = { path: result.cgroupPath, changed: result.changed.length, uid: hostUid, gid: hostGid };
 }

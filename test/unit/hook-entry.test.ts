@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -102,6 +102,22 @@ test('an unknown stage or argument is a usage error', async () => {
   const extra = await runHook(['poststop', '--force'], state());
   assert.is(extra.code, 2);
   assert.match(extra.stderr, "unexpected argument '--force'");
+});
+test('cgroup.strict refuses a systemd container whose spec rules out delegation, before changing anything', async () => {
+  writeSpec({ ...spec, process: { ...spec.process, args: ['/sbin/init'] } });
+  writeFileSync(configFile, JSON.stringify({ logFile, stateDir: join(dir, 'state'), cgroup: { strict: true } }));
+  const { code, stderr } = await runHook(['createRuntime'], state());
+  assert.is(code, 5);
+  assert.match(stderr, /^oci-userns: createRuntime: cgroup not delegated: \/sys\/fs\/cgroup is mounted read-only; systemd cannot run without a delegated cgroup/);
+  assert.is(statSync(join(dir, 'bundle', 'rootfs')).uid, 0, 'rootfs not shifted');
+  assert.not.ok(existsSync(join(dir, 'state', 'ranges.json')), 'nothing registered');
+});
+test('without strict, the same container is only warned about', async () => {
+  writeSpec({ ...spec, process: { ...spec.process, args: ['/sbin/init'] } });
+  const { code, log } = await runHook(['createRuntime'], state());
+  assert.is(code, 0);
+  assert.ok(log.some((l) => l.level === 'warn' && String(l.message).includes('systemd will fail to create its cgroups')));
+  assert.equal(log.find((l) => l.outcome === 'done')!.cgroup, { skipped: ['/sys/fs/cgroup is mounted read-only'] });
 });
 test('debug level records the full input', async () => {
   writeSpec(spec);
