@@ -5,6 +5,6 @@
 # createRuntime/poststop hook shifting the rootfs and delegating the cgroup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (sudo scripts/demo.sh): runc, mounts and chown need it" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root: runc, mounts and chown need it" >&2; exit 1; }
 scripts/setup-host.sh
 exec node --import tsx scripts/demo.ts "$@"
