@@ -278,6 +278,18 @@ chown ${uid}:${gid} "$dir" "$dir/cgroup.procs" "$dir/cgroup.threads" "$dir/cgrou
   return { path, env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'] };
 }
 
+/**
+ * argv that runs a shell script where runtimes and engines see cgroup2 at
+ * /sys/fs/cgroup: the host itself when it is unified, else a fresh private
+ * mount namespace (for suites that keep a container's whole life, run to
+ * rm, in one script; Session keeps one namespace across calls instead).
+ */
+export function cgroup2ShellArgv(script: string, host = detectCgroupHost()): string[] {
+  return host.kind === 'unified'
+    ? ['sh', '-c', script]
+    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
+}
+
 // ------------------------------------------------------------------- session
 
 export type RunResult = { exitCode: number | undefined; stdout: string; stderr: string; all: string; timedOut: boolean };

@@ -11,16 +11,13 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cgroup2MountPoint } from '../../lib/doctor';
+import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
 const IMAGE = 'localhost/oci-userns-debian-systemd';
 // No pids controller on this machine's cgroup2 and no CAP_SYS_RESOURCE to raise rlimits.
 const RUN = ['--runtime', 'runc', '--pids-limit', '-1', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 const SUBID_LINE = 'containers:2147483647:2147483648';
-
-async function commandExists(name: string): Promise<boolean> {
-  return (await execa('sh', ['-c', `command -v ${name}`], { reject: false })).exitCode === 0;
-}
 
 async function whyNot(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'not root';
@@ -37,11 +34,8 @@ async function whyNot(): Promise<string | undefined> {
  * script, because its rootfs mount lives in that namespace.
  */
 function engineShell(script: string, env: Record<string, string> = {}) {
-  const unified = cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
-  const argv = unified
-    ? ['sh', '-c', script]
-    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
-  return execa(argv[0]!, argv.slice(1), { env, reject: false, all: true, timeout: 180_000 });
+  const [command, ...args] = cgroup2ShellArgv(script);
+  return execa(command!, args, { env, reject: false, all: true, timeout: 180_000 });
 }
 
 /** Like an admin: add the containers range for --userns=auto only when there is none. */

@@ -15,6 +15,7 @@ import * as assert from 'uvu/assert';
 import { cgroup2MountPoint } from '../../lib/doctor';
 import type { IdMapping } from '../../lib/idmap';
 import { parseRegistry, type RangeEntry } from '../../lib/registry';
+import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
 const program = join(root, 'dist', 'oci-userns.cjs');
@@ -22,9 +23,7 @@ const BUSYBOX = '/bin/busybox';
 
 async function whyNot(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'not root';
-  for (const tool of ['runc', 'unshare']) {
-    if ((await execa('sh', ['-c', `command -v ${tool}`], { reject: false })).exitCode !== 0) return `${tool} is not installed`;
-  }
+  for (const tool of ['runc', 'unshare']) if (!(await commandExists(tool))) return `${tool} is not installed`;
   if (!existsSync(BUSYBOX)) return `${BUSYBOX} is missing (apt-get install busybox-static)`;
   if (cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === undefined) return 'no cgroup2 hierarchy is mounted';
   return undefined;
@@ -103,10 +102,7 @@ ${runc} delete -f "$ID_a"; ${runc} delete -f "$ID_b"
 echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
 `;
   const env = { ID_a: ids.a, ID_b: ids.b, ID_c: ids.c, BUNDLE_a: bundles.a, BUNDLE_b: bundles.b, BUNDLE_c: bundles.c, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  const unified = cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
-  const argv = unified
-    ? ['sh', '-c', script]
-    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
+  const argv = cgroup2ShellArgv(script);
   const result = await execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true, timeout: 120_000 });
   const out = result.all ?? '';
   assert.is(result.exitCode, 0, out);

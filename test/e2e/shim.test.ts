@@ -16,6 +16,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cgroup2MountPoint } from '../../lib/doctor';
 import { parseProcIdMap, type IdMapping } from '../../lib/idmap';
+import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
 const PROGRAM = process.env.OCI_USERNS_PROGRAM ?? join(root, 'dist', 'oci-userns.cjs');
@@ -25,15 +26,11 @@ const IMAGE = 'localhost/oci-userns-debian-systemd';
 const POOL_START = 1879048192;
 const PODMAN_RUN = ['--pids-limit', '-1', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
-const commandExists = async (name: string) => (await execa('sh', ['-c', `command -v ${name}`], { reject: false })).exitCode === 0;
-const unifiedHost = () => cgroup2MountPoint(readFileSync('/proc/self/mountinfo', 'utf8')) === '/sys/fs/cgroup';
 
 /** Runs a script where runtimes see cgroup2 at /sys/fs/cgroup (see test/e2e/podman.test.ts). */
 function engineShell(script: string, env: Record<string, string> = {}) {
-  const argv = unifiedHost()
-    ? ['sh', '-c', script]
-    : ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec sh -c "$0"', script];
-  return execa(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, reject: false, all: true, timeout: 240_000 });
+  const [command, ...args] = cgroup2ShellArgv(script);
+  return execa(command!, args, { env: { ...process.env, ...env }, reject: false, all: true, timeout: 240_000 });
 }
 
 let dir = '';
