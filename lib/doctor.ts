@@ -4,7 +4,9 @@
 // folder. Each check says what was found and, when it is not a pass, what
 // to do.
 
+import { InputError } from './errors';
 import { cgroup2Mount, parseMountinfo, visibleMounts, type Mount } from './mountinfo';
+import { parseSubid, poolRanges, type IdRange } from './subid';
 import { schemaProblem } from './schemas';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -178,24 +180,6 @@ export function checkUserNamespaces(maxUserNamespaces: string | undefined, unpri
   return pass(name, `user.max_user_namespaces = ${max}${note}`);
 }
 
-interface SubidRange {
-  start: number;
-  count: number;
-}
-
-/** The ranges an /etc/subuid-style file gives to a user, by name or by uid. */
-export function subidRanges(text: string, user: string, uid: number | undefined): SubidRange[] {
-  const ranges: SubidRange[] = [];
-  for (const line of text.split('\n')) {
-    const [owner, start, count] = line.trim().split(':');
-    if (owner === undefined || start === undefined || count === undefined) continue;
-    if (owner !== user && (uid === undefined || owner !== String(uid))) continue;
-    const range = { start: Number(start), count: Number(count) };
-    if (Number.isSafeInteger(range.start) && Number.isSafeInteger(range.count) && range.count > 0) ranges.push(range);
-  }
-  return ranges;
-}
-
 /** The uid of a user name in an /etc/passwd text; a numeric user is its own uid. */
 export function lookupUid(passwd: string | undefined, user: string): number | undefined {
   if (/^\d+$/.test(user)) return Number(user);
@@ -210,7 +194,15 @@ export function checkSubids(kind: 'subuid' | 'subgid', file: string, text: strin
   const name = `${kind} pool`;
   const fix = `add a range for '${user}' (podman --userns=auto reads the 'containers' entries too): echo '${user}:2147483647:2147483648' >> ${file}`;
   if (text === undefined) return fail(name, `${file} does not exist`, fix);
-  const ranges = subidRanges(text, user, uid);
+  // The allocator's own reading: a line it would reject fails here too, and
+  // ranges another owner also holds (which it leaves out) are not counted.
+  let ranges: IdRange[];
+  try {
+    ranges = poolRanges(parseSubid(text, file), new Set(uid === undefined ? [user] : [user, String(uid)])).ranges;
+  } catch (error) {
+    if (error instanceof InputError) return fail(name, error.message, 'fix or remove that line');
+    throw error;
+  }
   if (ranges.length === 0) return fail(name, `${file} has no range for '${user}'${uid !== undefined && String(uid) !== user ? ` (uid ${uid})` : ''}`, fix);
   const total = ranges.reduce((sum, r) => sum + r.count, 0);
   const blocks = ranges.reduce((sum, r) => sum + Math.floor(r.count / blockSize), 0);

@@ -116,6 +116,14 @@ subid('no entry, a missing file, or a range smaller than a block fail with the l
   assert.is(small.status, 'fail');
   assert.match(small.detail, /room for 0 containers/);
 });
+subid('reads the files as the allocator does: a malformed line fails, ids another owner holds do not count', () => {
+  const bad = checkSubids('subuid', '/etc/subuid', 'containers:100000:65536\ncontainers:x:65536\n', 'containers', undefined, 65536);
+  assert.is(bad.status, 'fail');
+  assert.match(bad.detail, /\/etc\/subuid line 2/);
+  const shared = checkSubids('subuid', '/etc/subuid', 'containers:100000:131072\nalice:100000:65536\n', 'containers', undefined, 65536);
+  assert.is(shared.status, 'pass');
+  assert.match(shared.detail, /65536 ids \(165536\+65536\), room for 1 container of 65536/);
+});
 subid('uid lookup', () => {
   assert.is(lookupUid(PASSWD, 'containers'), 999);
   assert.is(lookupUid(PASSWD, '1234'), 1234);
