@@ -14,7 +14,7 @@ import { shiftFileCaps } from './fcaps';
 import { planSteps, sideRule, type SideRule, type Step } from './shift-plan';
 import { acquireLock, Journal, readState, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
 import { alreadyShifted, resolveRootfs, sameOwnership } from './shift-state';
-import { mountPointsBelow, walkTree, type Entry } from './walk';
+import { mountPointsBelow, WalkerPool, type Entry } from './walk';
 import { dumpTreeXattrs, restoreXattrs, type XattrSet } from './xattr';
 
 export type { IdMap } from './idmap';
@@ -43,7 +43,7 @@ export interface ShiftTreeOptions {
   onProgress?: (p: Progress) => void;
   /** Inodes per report from a walker thread; tests use small batches. */
   batchSize?: number;
-  /** Walker threads (default 2); 0 walks in the calling thread. */
+  /** Walker threads besides the calling thread, which walks too (default 1: two cores busy); 0 walks in the calling thread alone. */
   threads?: number;
 }
 
@@ -210,41 +210,46 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
   };
   const progress = () => ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
   const mountPoints = mountPointsBelow(ctx.root);
-  const attrs = ctx.dryRun ? new Map<string, XattrSet>() : await dumpTreeXattrs(ctx.root, XATTR_PATTERN);
-  for (const path of attrs.keys()) if ([...mountPoints].some((m) => path === m || path.startsWith(`${m}/`))) attrs.delete(path);
-  await walkTree({
-    root: ctx.root,
-    mountPoints,
-    uid: rules.uid,
-    gid: rules.gid,
-    special: [...ctx.replay.keys(), ...attrs.keys()],
-    dryRun: Boolean(ctx.dryRun),
-    chunk: ctx.batchSize,
-    threads: ctx.threads,
-    onChunk: async (report) => {
-      for (const path of report.skipped) {
-        totals.skippedMounts.push(path);
-        ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
-      }
-      totals.inodes += report.inodes;
-      totals.changed += report.changed;
-      totals.unmappedCount += report.unmapped;
-      for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(path);
-      // Threads meet the links of an inode in any order: the one a killed run journalled must be applied even when another came first.
-      const specials: Entry[] = [];
-      let repeats = 0;
-      for (const e of report.specials) {
-        if (firstLink(e)) specials.push(e);
-        else if (ctx.replay.has(e.path)) {
-          specials.push(e);
-          repeats++;
+  const pool = new WalkerPool(ctx.threads ?? 1);
+  let attrs: Map<string, XattrSet>;
+  try {
+    attrs = ctx.dryRun ? new Map<string, XattrSet>() : await dumpTreeXattrs(ctx.root, XATTR_PATTERN);
+    for (const path of attrs.keys()) if ([...mountPoints].some((m) => path === m || path.startsWith(`${m}/`))) attrs.delete(path);
+    await pool.walk({
+      root: ctx.root,
+      mountPoints,
+      uid: rules.uid,
+      gid: rules.gid,
+      special: [...ctx.replay.keys(), ...attrs.keys()],
+      dryRun: Boolean(ctx.dryRun),
+      chunk: ctx.batchSize,
+      onChunk: async (report) => {
+        for (const path of report.skipped) {
+          totals.skippedMounts.push(path);
+          ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
         }
-      }
-      if (specials.length > 0) await applyBatch(ctx, rules, specials, attrs, totals);
-      totals.inodes -= repeats;
-      progress();
-    },
-  });
+        totals.inodes += report.inodes;
+        totals.changed += report.changed;
+        totals.unmappedCount += report.unmapped;
+        for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(path);
+        // Threads meet the links of an inode in any order: the one a killed run journalled must be applied even when another came first.
+        const specials: Entry[] = [];
+        let repeats = 0;
+        for (const e of report.specials) {
+          if (firstLink(e)) specials.push(e);
+          else if (ctx.replay.has(e.path)) {
+            specials.push(e);
+            repeats++;
+          }
+        }
+        if (specials.length > 0) await applyBatch(ctx, rules, specials, attrs, totals);
+        totals.inodes -= repeats;
+        progress();
+      },
+    });
+  } finally {
+    await pool.close();
+  }
   const st = lstatSync(ctx.root);
   const rootEntry: Entry = { path: ctx.root, type: 'dir', uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink };
   await applyBatch(ctx, rules, [rootEntry], attrs, totals);

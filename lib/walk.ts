@@ -1,6 +1,6 @@
-// Walks a tree on walker threads without following symlinks or leaving its
-// filesystem, and changes the owner of every ordinary inode in the thread
-// that stats it. The rest ("specials": the paths the caller names, such as
+// Walks a tree on the calling thread and walker threads without following
+// symlinks or leaving its filesystem, and changes the owner of every
+// ordinary inode in the thread that stats it. The rest ("specials": the paths the caller names, such as
 // those with ACLs or capabilities or in the journal of a killed run, and
 // setuid/setgid files and hard links) go back to the caller, which journals
 // and applies them one chunk at a time. Memory holds the directories still
@@ -8,8 +8,8 @@
 // all paths.
 //
 // The thread body is one self-contained function: stringified into each
-// worker (so it runs the same from the bundle and under tsx), or called in
-// the calling thread when threads is 0.
+// worker (so it runs the same from the bundle and under tsx), and called in
+// the calling thread.
 
 import fs, { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -60,8 +60,6 @@ export interface WalkOptions {
   dryRun: boolean;
   /** Inodes per report. */
   chunk?: number;
-  /** Walker threads; 0 walks in the calling thread. */
-  threads?: number;
   /** Called for every chunk in turn (never twice at once); the walk waits for the last before it resolves. */
   onChunk: (report: ChunkReport) => Promise<void>;
 }
@@ -188,86 +186,126 @@ function walker(fsm: typeof fs, data: ThreadData, post: (m: ThreadMessage) => vo
 }
 
 // tsx compiles with esbuild's keepNames, which wraps inner functions in __name(); an eval'd worker has no such helper.
+// A worker says it is ready once booted; its first message is then the walk's ThreadData, every later one a list of directories.
 const WORKER_SOURCE = `var __name = (f) => f;
-const { parentPort, workerData } = require('node:worker_threads');
-const task = (${walker.toString()})(require('node:fs'), workerData, (m) => parentPort.postMessage(m));
-parentPort.on('message', task);`;
+const { parentPort } = require('node:worker_threads');
+const walker = (${walker.toString()});
+let task;
+parentPort.on('message', (m) => (task ? task(m) : (task = walker(require('node:fs'), m, (r) => parentPort.postMessage(r)))));
+parentPort.postMessage({ kind: 'ready' });`;
+
+// Directories per task of the calling thread: it also applies the specials and hands out work, so its tasks stay short.
+const CALLING_THREAD_DIRS = 8;
+const WORKER_DIRS = 256;
 
 interface Runner {
+  /** The most directories one task gets. */
+  max: number;
   send(dirs: string[]): void;
-  close(): Promise<unknown>;
 }
 
 /**
- * Walks everything below root (not root itself: the caller does it last, so
- * its owner changes only once the tree is done). Directories go to idle
- * threads from a shared queue, depth first.
+ * Walker threads, started before the walk so that they boot while the
+ * caller does other work (the xattr dump). The calling thread walks too, so
+ * a small tree is done before they are up, and threads = 0 walks in the
+ * calling thread alone. One walk per pool; close() ends the threads.
  */
-export function walkTree(options: WalkOptions): Promise<void> {
-  const data: ThreadData = {
-    root: options.root,
-    dev: fs.lstatSync(options.root).dev,
-    mountPoints: [...options.mountPoints],
-    uid: options.uid.table,
-    gid: options.gid.table,
-    uidOverflow: options.uid.overflow ?? -1,
-    gidOverflow: options.gid.overflow ?? -1,
-    special: [...options.special],
-    dryRun: options.dryRun,
-    chunk: options.chunk ?? 4096,
-  };
-  const threads = options.threads ?? 2;
-  return new Promise((resolve, reject) => {
-    const queue = [options.root];
-    const idle: Runner[] = [];
-    const runners: Runner[] = [];
-    let busy = 0;
-    let settled = false;
-    let applied = Promise.resolve();
-    const finish = (error?: unknown) => {
-      if (settled) return;
-      settled = true;
-      void Promise.all(runners.map((r) => r.close())).then(() => (error === undefined ? resolve() : reject(error)));
+export class WalkerPool {
+  private readonly workers: Worker[] = [];
+  /** Booted and not yet given to the walk. */
+  private readonly booted: Worker[] = [];
+  private bootError: unknown;
+  private onBoot?: (worker: Worker) => void;
+  private onError?: (error: unknown) => void;
+
+  constructor(threads: number) {
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      worker.once('message', () => (this.onBoot ? this.onBoot(worker) : this.booted.push(worker)));
+      worker.on('error', (error) => {
+        this.bootError ??= error;
+        this.onError?.(error);
+      });
+      this.workers.push(worker);
+    }
+  }
+
+  close(): Promise<unknown> {
+    return Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  /**
+   * Walks everything below root (not root itself: the caller does it last,
+   * so its owner changes only once the tree is done). Directories go to idle
+   * runners from a shared queue, depth first.
+   */
+  walk(options: WalkOptions): Promise<void> {
+    const data: ThreadData = {
+      root: options.root,
+      dev: fs.lstatSync(options.root).dev,
+      mountPoints: [...options.mountPoints],
+      uid: options.uid.table,
+      gid: options.gid.table,
+      uidOverflow: options.uid.overflow ?? -1,
+      gidOverflow: options.gid.overflow ?? -1,
+      special: [...options.special],
+      dryRun: options.dryRun,
+      chunk: options.chunk ?? 4096,
     };
-    const dispatch = () => {
-      while (!settled && idle.length > 0 && queue.length > 0) {
-        const n = Math.min(256, Math.ceil(queue.length / Math.max(1, threads)));
-        busy++;
-        idle.pop()!.send(queue.splice(queue.length - n, n));
-      }
-      if (busy === 0 && queue.length === 0) applied.then(() => finish(), finish);
-    };
-    const handle = (runner: Runner, m: ThreadMessage) => {
-      if (settled) return;
-      if (m.kind === 'chunk') {
-        applied = applied.then(() => options.onChunk(m));
-        applied.catch(finish);
-      } else if (m.kind === 'error') {
-        finish(systemError(m.op, m.path, { code: m.code, message: m.message }));
-      } else {
-        queue.push(...m.subdirs);
-        busy--;
+    return new Promise((resolve, reject) => {
+      const queue = [options.root];
+      const idle: Runner[] = [];
+      let busy = 0;
+      let settled = false;
+      let applied = Promise.resolve();
+      const finish = (error?: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.onBoot = (worker) => this.booted.push(worker);
+        this.onError = undefined;
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const dispatch = () => {
+        while (!settled && idle.length > 0 && queue.length > 0) {
+          const runner = idle.pop()!;
+          const n = Math.min(runner.max, Math.ceil(queue.length / (idle.length + 1)));
+          busy++;
+          runner.send(queue.splice(queue.length - n, n));
+        }
+        if (!settled && busy === 0 && queue.length === 0) applied.then(() => finish(), finish);
+      };
+      const handle = (runner: Runner, m: ThreadMessage) => {
+        if (settled) return;
+        if (m.kind === 'chunk') {
+          applied = applied.then(() => options.onChunk(m));
+          applied.catch(finish);
+        } else if (m.kind === 'error') {
+          finish(systemError(m.op, m.path, { code: m.code, message: m.message }));
+        } else {
+          queue.push(...m.subdirs);
+          busy--;
+          // The calling thread goes to the front of the idle list, so a booted worker is preferred.
+          if (runner.max === CALLING_THREAD_DIRS) idle.unshift(runner);
+          else idle.push(runner);
+          dispatch();
+        }
+      };
+      const join = (worker: Worker) => {
+        const runner: Runner = { max: WORKER_DIRS, send: (dirs) => worker.postMessage(dirs) };
+        worker.on('message', (m: ThreadMessage) => handle(runner, m));
+        worker.postMessage(data);
         idle.push(runner);
         dispatch();
-      }
-    };
-    if (threads === 0) {
-      const runner: Runner = {
-        send: (dirs) => setImmediate(() => task(dirs)),
-        close: () => Promise.resolve(),
       };
-      const task = walker(fs, data, (m) => handle(runner, m));
-      runners.push(runner);
-    } else {
-      for (let i = 0; i < threads; i++) {
-        const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: data });
-        const runner: Runner = { send: (dirs) => worker.postMessage(dirs), close: () => worker.terminate() };
-        worker.on('message', (m: ThreadMessage) => handle(runner, m));
-        worker.on('error', (error) => finish(error));
-        runners.push(runner);
-      }
-    }
-    idle.push(...runners);
-    dispatch();
-  });
+      if (this.bootError !== undefined) return finish(this.bootError);
+      this.onError = finish;
+      this.onBoot = join;
+      const self: Runner = { max: CALLING_THREAD_DIRS, send: (dirs) => setImmediate(() => task(dirs)) };
+      const task = walker(fs, data, (m) => handle(self, m));
+      idle.push(self);
+      for (const worker of this.booted.splice(0)) join(worker);
+      dispatch();
+    });
+  }
 }
