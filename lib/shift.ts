@@ -15,6 +15,7 @@ import { planSteps, sideRule, type SideRule, type Step } from './shift-plan';
 import { acquireLock, Journal, readState, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './shift-journal';
 import { alreadyShifted, resolveRootfs, sameOwnership } from './shift-state';
 import { mountPointsBelow, WalkerPool, type Entry } from './walk';
+import { displayPath, fsPath } from './path-key';
 import { dumpTreeXattrs, restoreXattrs, type XattrSet } from './xattr';
 
 export type { IdMap } from './idmap';
@@ -121,7 +122,7 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
   const writes: Array<[string, XattrSet]> = [];
   const unmappedAt = (path: string) => {
     totals.unmappedCount++;
-    if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(path);
+    if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(displayPath(path));
   };
   for (const entry of batch) {
     const uid = rules.uid.map(entry.uid);
@@ -176,16 +177,16 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
   ctx.journal?.append(journal);
   for (const { entry, uid, gid } of chowns) {
     try {
-      lchownSync(entry.path, uid, gid);
+      lchownSync(fsPath(entry.path), uid, gid);
     } catch (error) {
-      throw systemError('cannot change the owner of', entry.path, error, { containerId: ctx.containerId });
+      throw systemError('cannot change the owner of', displayPath(entry.path), error, { containerId: ctx.containerId });
     }
   }
   for (const [path, mode] of chmods) {
     try {
-      chmodSync(path, mode);
+      chmodSync(fsPath(path), mode);
     } catch (error) {
-      throw systemError('cannot restore the mode of', path, error, { containerId: ctx.containerId });
+      throw systemError('cannot restore the mode of', displayPath(path), error, { containerId: ctx.containerId });
     }
   }
   await restoreXattrs(writes);
@@ -224,14 +225,14 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
       dryRun: Boolean(ctx.dryRun),
       chunk: ctx.batchSize,
       onChunk: async (report) => {
-        for (const path of report.skipped) {
+        for (const path of report.skipped.map(displayPath)) {
           totals.skippedMounts.push(path);
           ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
         }
         totals.inodes += report.inodes;
         totals.changed += report.changed;
         totals.unmappedCount += report.unmapped;
-        for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(path);
+        for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(displayPath(path));
         // Threads meet the links of an inode in any order: the one a killed run journalled must be applied even when another came first.
         const specials: Entry[] = [];
         let repeats = 0;

@@ -15,6 +15,7 @@ import fs, { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { systemError } from './errors';
 import { parseMountinfo } from './mountinfo';
+import { displayPath } from './path-key';
 
 export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
 
@@ -104,6 +105,22 @@ function walker(fsm: typeof fs, data: ThreadData, post: (m: ThreadMessage) => vo
     const e = error as { code?: string; message?: string };
     return { op, path, code: e?.code, message: String(e?.message ?? error) };
   };
+  // Paths are keys (path-key.ts): a name that is not UTF-8 makes its path a NUL and the bytes as latin1.
+  const real = (key: string): string | Buffer => (key.charCodeAt(0) === 0 ? Buffer.from(key.slice(1), 'latin1') : key);
+  const childKeys = (dir: string): string[] => {
+    const binaryDir = dir.charCodeAt(0) === 0;
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    if (!binaryDir) {
+      const names = fsm.readdirSync(dir);
+      if (!names.some((name) => name.includes('\uFFFD'))) return names.map((name) => prefix + name);
+    }
+    // Some name was not UTF-8: read the names again as bytes.
+    const bytePrefix = binaryDir ? prefix : `\0${Buffer.from(prefix, 'utf8').toString('latin1')}`;
+    return fsm.readdirSync(real(dir), { encoding: 'buffer' }).map((name) => {
+      const text = name.toString('utf8');
+      return !binaryDir && Buffer.from(text, 'utf8').equals(name) ? prefix + text : bytePrefix + name.toString('latin1');
+    });
+  };
   const map = (table: number[], overflow: number, id: number): number => {
     for (let i = 0; i < table.length; i += 3) if (id >= table[i]! && id < table[i + 1]!) return id + table[i + 2]!;
     return overflow;
@@ -136,7 +153,7 @@ function walker(fsm: typeof fs, data: ThreadData, post: (m: ThreadMessage) => vo
     report.changed++;
     if (data.dryRun) return;
     try {
-      fsm.lchownSync(path, uid, gid);
+      fsm.lchownSync(real(path), uid, gid);
     } catch (error) {
       throw fail('cannot change the owner of', path, error);
     }
@@ -144,27 +161,24 @@ function walker(fsm: typeof fs, data: ThreadData, post: (m: ThreadMessage) => vo
   const statOf = (path: string): fs.Stats => {
     let st: fs.Stats | undefined;
     try {
-      st = fsm.lstatSync(path, { throwIfNoEntry: false });
+      st = fsm.lstatSync(real(path), { throwIfNoEntry: false });
     } catch (error) {
       throw fail('cannot stat', path, error);
     }
-    // Names that are not valid UTF-8 come back from readdir altered and cannot be found again.
-    if (st === undefined) throw fail('cannot stat (removed during the walk, or a name that is not valid UTF-8)', path, { code: 'ENOENT' });
+    if (st === undefined) throw fail('cannot stat (removed during the walk)', path, { code: 'ENOENT' });
     return st;
   };
   return (dirs) => {
     const subdirs: string[] = [];
     try {
       for (const dir of dirs) {
-        let names: string[];
+        let paths: string[];
         try {
-          names = fsm.readdirSync(dir);
+          paths = childKeys(dir);
         } catch (error) {
           throw fail('cannot read directory', dir, error);
         }
-        const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-        for (const name of names) {
-          const path = prefix + name;
+        for (const path of paths) {
           const st = statOf(path);
           if (st.dev !== data.dev || mounts.has(path)) {
             report.skipped.push(path);
@@ -281,7 +295,7 @@ export class WalkerPool {
           applied = applied.then(() => options.onChunk(m));
           applied.catch(finish);
         } else if (m.kind === 'error') {
-          finish(systemError(m.op, m.path, { code: m.code, message: m.message }));
+          finish(systemError(m.op, displayPath(m.path), { code: m.code, message: m.message }));
         } else {
           queue.push(...m.subdirs);
           busy--;

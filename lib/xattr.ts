@@ -5,36 +5,38 @@
 // NAME=0xHEX lines, paths with \ooo escapes. The tools start through
 // child_process directly: loading execa costs more than the tools run.
 
+import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { errnoCode, HostError, SystemError, systemError } from './errors';
+import { escapeBytes, keyOfBytes, pathBytes } from './path-key';
 
 export type XattrSet = Map<string, Buffer>;
 
-/** Undoes getfattr's \ooo escapes; the bytes are UTF-8. */
+/**
+ * A path as getfattr prints it (one char per byte: the dump is read as
+ * latin1, since getfattr escapes only control characters and the backslash
+ * as \ooo and prints other bytes raw) to the path's key (path-key.ts).
+ */
 export function unescapePath(text: string): string {
-  if (!text.includes('\\')) return text;
+  if (/^[\x20-\x5b\x5d-\x7e]*$/.test(text)) return text;
   const bytes: number[] = [];
-  const raw = Buffer.from(text, 'utf8');
+  const raw = Buffer.from(text, 'latin1');
   for (let i = 0; i < raw.length; i++) {
     if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.toString('latin1', i + 1, i + 4))) {
       bytes.push(parseInt(raw.toString('latin1', i + 1, i + 4), 8));
       i += 3;
     } else bytes.push(raw[i]!);
   }
-  return Buffer.from(bytes).toString('utf8');
+  return keyOfBytes(Buffer.from(bytes));
 }
 
-/** Escapes a path for a setfattr --restore file: everything but printable ASCII, and the backslash. */
-export function escapePath(path: string): string {
-  let out = '';
-  for (const byte of Buffer.from(path, 'utf8')) {
-    out += byte > 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\${byte.toString(8).padStart(3, '0')}`;
-  }
-  return out;
+/** Escapes a path key for a setfattr --restore file. */
+export function escapePath(key: string): string {
+  return escapeBytes(pathBytes(key));
 }
 
-/** Parses a getfattr -d -e hex dump into path -> name -> value. */
+/** Parses a getfattr -d -e hex dump, read as latin1, into path key -> name -> value. */
 export function parseDump(text: string): Map<string, XattrSet> {
   const out = new Map<string, XattrSet>();
   let current: XattrSet | undefined;
@@ -64,7 +66,7 @@ export function formatDump(entries: Iterable<[string, XattrSet]>): string {
 
 const ENV = { ...process.env, LC_ALL: 'C' };
 
-/** Runs an attr tool to its end; resolves with its stdout, rejects with a HostError (not installed) or SystemError (its first stderr line). */
+/** Runs an attr tool to its end; resolves with its stdout as latin1 (one char per byte), rejects with a HostError (not installed) or SystemError (its first stderr line). */
 function runTool(tool: string, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(tool, args, { env: ENV, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
@@ -77,7 +79,7 @@ function runTool(tool: string, args: readonly string[], input?: string): Promise
       else reject(new SystemError(`${tool} failed: ${error.message}`, { cause: error }));
     });
     child.on('close', (code, signal) => {
-      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      if (code === 0) resolve(Buffer.concat(out).toString('latin1'));
       else reject(new SystemError(`${tool} failed: ${Buffer.concat(err).toString('utf8').trim().split('\n')[0] || `exit ${code ?? signal}`}`));
     });
     if (input !== undefined) child.stdin!.end(input);
@@ -90,7 +92,7 @@ export async function dumpXattrs(paths: readonly string[], pattern: string): Pro
   return parseDump(await runTool('getfattr', ['-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--', ...paths]));
 }
 
-// Above this many entries in the root, its children go to one getfattr -R (argument size).
+// Above this many entries in the root, one getfattr -R reads it all (argument size).
 const SPLIT_LIMIT = 1000;
 
 /**
@@ -102,15 +104,17 @@ const SPLIT_LIMIT = 1000;
  */
 export async function dumpTreeXattrs(root: string, pattern: string, parts = 2): Promise<Map<string, XattrSet>> {
   const args = ['-R', '-P', '-h', '-d', '-m', pattern, '-e', 'hex', '--absolute-names', '--'];
-  let names: string[];
+  let names: Buffer[];
   try {
-    names = readdirSync(root);
+    names = readdirSync(root, { encoding: 'buffer' });
   } catch (error) {
     throw systemError('cannot read directory', root, error);
   }
+  // Arguments reach a program as UTF-8, so a child whose name is not cannot be named: then the root goes whole.
+  if (names.length > SPLIT_LIMIT || names.some((name) => !isUtf8(name))) return parseDump(await runTool('getfattr', [...args, root]));
   const prefix = root.endsWith('/') ? root : `${root}/`;
-  const groups: string[][] = Array.from({ length: names.length > SPLIT_LIMIT ? 1 : Math.max(1, Math.min(parts, names.length)) }, () => []);
-  names.forEach((name, i) => groups[i % groups.length]!.push(prefix + name));
+  const groups: string[][] = Array.from({ length: Math.max(1, Math.min(parts, names.length)) }, () => []);
+  names.forEach((name, i) => groups[i % groups.length]!.push(prefix + name.toString('utf8')));
   const dumps = await Promise.all([dumpXattrs([root], pattern), ...groups.filter((g) => g.length > 0).map((g) => runTool('getfattr', [...args, ...g]).then(parseDump))]);
   return new Map(dumps.flatMap((d) => [...d]));
 }
