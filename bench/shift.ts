@@ -3,7 +3,10 @@
 // and on the Debian rootfs, interleaved, medians of BENCH_RUNS runs (default 5).
 // Every candidate starts from a tree owned by host root (reset untimed).
 // Needs root, systemd-nspawn, and scripts/debian-rootfs.sh's tarball. Builds
-// the program first and times the built dist/oci-userns.cjs.
+// the program first and times the built dist/oci-userns.cjs. With a C
+// compiler it also times bench/floor.c, the system calls no full-fidelity
+// shift can skip (lstat, llistxattr, lchown per inode) on one and two
+// threads: the lower bound for any implementation on this machine.
 
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -62,6 +65,9 @@ writeFileSync(config, JSON.stringify({ logFile: join(work, 'shift.log'), stateDi
 
 run(process.execPath, [join(repo, 'scripts', 'build.mjs')]);
 const program = join(repo, 'dist', 'oci-userns.cjs');
+const floor = join(work, 'floor');
+const compiled = spawnSync('cc', ['-O2', '-pthread', '-o', floor, join(repo, 'bench', 'floor.c')], { encoding: 'utf8' });
+if (compiled.status !== 0) console.log(`bench:shift: no floor rows: cannot compile bench/floor.c (${compiled.error?.message ?? compiled.stderr.trim()})`);
 
 function reset(tree: string): void {
   run('chown', ['-R', '-P', '0:0', tree]);
@@ -79,6 +85,7 @@ function candidates(tree: string): Candidate[] {
       prepare: () => reset(tree),
     },
     { name: 'oci-userns shift', command: process.execPath, args: [program, 'shift', tree, '--to', String(HOST), '--config', config], prepare: () => reset(tree) },
+    ...(compiled.status === 0 ? [1, 2].map((threads) => ({ name: `floor (C, ${threads} thread${threads > 1 ? 's' : ''})`, command: floor, args: [tree, String(threads), String(HOST)], prepare: () => reset(tree) })) : []),
   ];
 }
 
@@ -88,8 +95,9 @@ function bench(label: string, tree: string): Array<[string, ...string[]]> {
   const medians = compare(list, runs, 1);
   const floor = medians.get('chown -R')!;
   const nspawn = medians.get('systemd-nspawn chown')!;
-  const rss = peakRssKiB({ ...list[2]!, args: list[2]!.args });
-  list[2]!.prepare!();
+  const ours = list.find((c) => c.name === 'oci-userns shift')!;
+  const rss = peakRssKiB(ours);
+  ours.prepare!();
   return list.map((c) => {
     const ms = medians.get(c.name)!;
     return [`${label} (${inodes} inodes)`, c.name, `${(ms / 1000).toFixed(3)} s`, `${(ms / floor).toFixed(2)}x`, `${(ms / nspawn).toFixed(2)}x`, c.name === 'oci-userns shift' ? `${Math.round(rss / 1024)} MiB` : ''];
