@@ -194,10 +194,11 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
 
 /**
  * One pass over the tree: one getfattr -R lists the inodes with ACLs or
- * capabilities (before any chown, which destroys capabilities); then walker
- * threads chown ordinary inodes, and the specials they hand back (those
- * xattrs, setuid/setgid, hard links, journal replays) are journalled and
- * applied here, one chunk at a time. The root goes last.
+ * capabilities (before any chown, which destroys capabilities) while the
+ * walker thread boots; then it and this thread chown ordinary inodes, and
+ * the specials they hand back (those xattrs, setuid/setgid, hard links,
+ * journal replays) are journalled and applied here, one chunk at a time.
+ * The root goes last.
  */
 async function runStep(ctx: StepContext): Promise<StepTotals> {
   const rules = { uid: sideRule(ctx.step.uid.from, ctx.step.uid.to, ctx.unmapped), gid: sideRule(ctx.step.gid.from, ctx.step.gid.to, ctx.unmapped) };

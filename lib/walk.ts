@@ -1,11 +1,11 @@
 // Walks a tree on the calling thread and walker threads without following
 // symlinks or leaving its filesystem, and changes the owner of every
-// ordinary inode in the thread that stats it. The rest ("specials": the paths the caller names, such as
-// those with ACLs or capabilities or in the journal of a killed run, and
-// setuid/setgid files and hard links) go back to the caller, which journals
-// and applies them one chunk at a time. Memory holds the directories still
-// to read, the special paths and one chunk per thread, never the list of
-// all paths.
+// ordinary inode in the thread that stats it. The rest ("specials": the
+// paths the caller names, such as those with ACLs or capabilities or in the
+// journal of a killed run, and setuid/setgid files and hard links) go back
+// to the caller, which journals and applies them one chunk at a time.
+// Memory holds the directories still to read, the special paths and one
+// chunk per thread, never the list of all paths.
 //
 // The thread body is one self-contained function: stringified into each
 // worker (so it runs the same from the bundle and under tsx), and called in
@@ -315,7 +315,8 @@ export class WalkerPool {
       if (this.bootError !== undefined) return finish(this.bootError);
       this.onError = finish;
       this.onBoot = join;
-      const self: Runner = { max: CALLING_THREAD_DIRS, send: (dirs) => setImmediate(() => task(dirs)) };
+      // A task queued before the walk failed must not run: nothing is changed after the error.
+      const self: Runner = { max: CALLING_THREAD_DIRS, send: (dirs) => setImmediate(() => settled || task(dirs)) };
       const task = walker(fs, data, (m) => handle(self, m));
       idle.push(self);
       for (const worker of this.booted.splice(0)) join(worker);
