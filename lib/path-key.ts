@@ -18,7 +18,7 @@ export function pathBytes(key: string): Buffer {
 
 /** What fs calls take: the key itself, or the bytes of a binary one. */
 export function fsPath(key: string): string | Buffer {
-  return key.startsWith(BINARY) ? Buffer.from(key.slice(1), 'latin1') : key;
+  return key.startsWith(BINARY) ? pathBytes(key) : key;
 }
 
 /** Bytes outside printable ASCII, and the backslash, as \ooo (getfattr's escapes). */

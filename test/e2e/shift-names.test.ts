@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl } from '../../lib/acl';
 import { parseIdMap } from '../../lib/idmap';
-import { keyOfBytes } from '../../lib/path-key';
+import { escapeBytes, keyOfBytes } from '../../lib/path-key';
 import { shiftTree, unshiftTree } from '../../lib/shift';
 import { parseDump } from '../../lib/xattr';
 import { hasTool } from '../helpers/shift-tree';
@@ -48,8 +48,7 @@ let work = '';
 let root: Buffer = Buffer.alloc(0);
 
 function setXattr(path: Buffer, name: string, value: Buffer): void {
-  const escaped = [...path].map((b) => (b > 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, '0')}`)).join('');
-  execFileSync('setfattr', ['-h', '--restore=-'], { input: `# file: ${escaped}\n${name}=0x${value.toString('hex')}\n\n` });
+  execFileSync('setfattr', ['-h', '--restore=-'], { input: `# file: ${escapeBytes(path)}\n${name}=0x${value.toString('hex')}\n\n` });
 }
 
 /** Every inode below root by its bytes. */
