@@ -21,6 +21,15 @@ const CREATE_FLAGS: FlagTable = {
   short: { b: 'bundle', f: 'config', d: 'detach' },
 };
 
+/**
+ * exec (runc 1.1 and crun 1.8). Its options end at the container id: what
+ * follows is the command to run, options and all.
+ */
+const EXEC_FLAGS: FlagTable = {
+  value: ['console-socket', 'cwd', 'env', 'user', 'additional-gids', 'process', 'pid-file', 'process-label', 'apparmor', 'cap', 'preserve-fds', 'cgroup'],
+  short: { e: 'env', u: 'user', g: 'additional-gids', p: 'process', c: 'cap', t: 'tty', d: 'detach' },
+};
+
 /** delete (crun's -f is --force here, not --config). */
 const DELETE_FLAGS: FlagTable = {
   value: [],
@@ -59,6 +68,7 @@ export interface RuntimeArgs {
 const tableFor = (command: string | undefined): FlagTable => {
   if (command === 'create' || command === 'run') return CREATE_FLAGS;
   if (command === 'delete') return DELETE_FLAGS;
+  if (command === 'exec') return EXEC_FLAGS;
   return OTHER_FLAGS;
 };
 
@@ -71,7 +81,7 @@ interface Parsed {
 }
 
 /** Options of runc or crun that take no value (so they are not "unknown"). */
-const BOOLEAN_FLAGS = ['debug', 'systemd-cgroup', 'help', 'usage', 'version', 'no-pivot', 'no-new-keyring', 'no-subreaper', 'detach', 'keep', 'force', 'regex', 'all'];
+const BOOLEAN_FLAGS = ['debug', 'systemd-cgroup', 'help', 'usage', 'version', 'no-pivot', 'no-new-keyring', 'no-subreaper', 'detach', 'keep', 'force', 'regex', 'all', 'tty', 'no-new-privs', 'ignore-paused'];
 const BOOLEAN_SHORT: Record<string, string> = { h: 'help', '?': 'help', v: 'version', V: 'version', a: 'all' };
 
 /**
@@ -128,9 +138,9 @@ export function parseRuntimeArgs(argv: readonly string[], cwd: string): RuntimeA
   const command = global.positionals[0];
   const result: RuntimeArgs = { command, global: global.options, options: {}, positionals: [], unknown: [...global.unknown] };
   if (command === undefined) return result;
-  const sub = parseOptions(argv, global.stop, tableFor(command), false);
+  const sub = parseOptions(argv, global.stop, tableFor(command), command === 'exec');
   result.options = sub.options;
-  result.positionals = sub.positionals;
+  result.positionals = command === 'exec' ? [...sub.positionals, ...argv.slice(sub.stop)] : sub.positionals;
   result.unknown.push(...sub.unknown);
   if (sub.positionals.length === 1) result.containerId = sub.positionals[0];
   if (command === 'create' || command === 'run') {
@@ -143,11 +153,17 @@ export function parseRuntimeArgs(argv: readonly string[], cwd: string): RuntimeA
 
 const absolute = (path: string, cwd: string) => (isAbsolute(path) ? resolve(path) : resolve(cwd, path));
 
-/** How many file descriptors beyond stdio the runtime passes to the container: `--preserve-fds N` plus $LISTEN_FDS (runc's rule). */
+/**
+ * How many descriptors beyond stdio (3, 4, ...) the caller hands the
+ * runtime for the container: `--preserve-fds N` for create, run and exec,
+ * plus $LISTEN_FDS for create and run (runc's rule: utils_linux.go
+ * `runner`, exec.go). Each of them must reach the runtime as the caller's
+ * own: one left out is filled by a descriptor of the runtime's, which
+ * then leaks into the container (runc's CVE-2024-21626 was such an fd).
+ */
 export function extraFdCount(args: RuntimeArgs, env: NodeJS.ProcessEnv): number {
-  if (args.command !== 'create' && args.command !== 'run') return 0;
-  const preserve = Number(args.options['preserve-fds'] ?? 0);
-  const listen = Number(env.LISTEN_FDS ?? 0);
   const count = (n: number) => (Number.isSafeInteger(n) && n > 0 ? n : 0);
-  return count(preserve) + count(listen);
+  const preserve = args.command === 'create' || args.command === 'run' || args.command === 'exec' ? count(Number(args.options['preserve-fds'] ?? 0)) : 0;
+  const listen = args.command === 'create' || args.command === 'run' ? count(Number(env.LISTEN_FDS ?? 0)) : 0;
+  return preserve + listen;
 }

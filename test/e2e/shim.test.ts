@@ -87,7 +87,7 @@ async function busyboxBundle(name: string, runtime: string, args: string[]): Pro
   for (const d of ['proc', 'sys', 'dev', 'tmp']) mkdirSync(join(bundle, 'rootfs', d), { recursive: true });
   copyFileSync(BUSYBOX, join(bundle, 'rootfs', 'bin', 'busybox'));
   chmodSync(join(bundle, 'rootfs', 'bin', 'busybox'), 0o755);
-  for (const applet of ['sh', 'sleep', 'cat', 'true']) symlinkSync('busybox', join(bundle, 'rootfs', 'bin', applet));
+  for (const applet of ['sh', 'sleep', 'cat', 'true', 'ls']) symlinkSync('busybox', join(bundle, 'rootfs', 'bin', applet));
   await execa(runtime, ['spec'], { cwd: bundle });
   const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
   spec.process.terminal = false;
@@ -150,6 +150,35 @@ if (skip) {
       const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
       assert.is(spec.annotations['io.oci-userns.source'], 'shim');
       assert.equal(registry(config.stateDir).filter((e) => e.id === id), [], 'the range is still registered after delete');
+    });
+  }
+
+  for (const runtime of ['runc', 'crun']) {
+    lifecycle(`${runtime}: exec --preserve-fds hands the container exactly the caller's descriptors`, async () => {
+      const config = writeConfig({ name: `fds-${runtime}`, runtime });
+      const bundle = await busyboxBundle(`bundle-fds-${runtime}`, runtime, ['sleep', '300']);
+      const stateRoot = join(dir, `fds-${runtime}-root`);
+      const id = `oci-userns-fds-${runtime}-${process.pid}`;
+      writeFileSync(join(dir, `fd3-${runtime}`), 'caller-fd-3\n');
+      writeFileSync(join(dir, `fd4-${runtime}`), 'caller-fd-4\n');
+      const S = `${shim} --root ${stateRoot}`;
+      // The shell lists its own descriptors (`ls /proc/$$/fd` runs in a child), each on a line of its own.
+      const list = (tag: string) => `echo ${tag}; ls /proc/$$/fd; echo end`;
+      const result = await engineShell(
+        [
+          `${S} run -d --bundle ${bundle} ${id} </dev/null >/dev/null 2>&1; echo run=$?`,
+          `${S} exec --preserve-fds=2 ${id} sh -c 'cat /proc/self/fd/3 /proc/self/fd/4; ${list('two')}' 3<${dir}/fd3-${runtime} 4<${dir}/fd4-${runtime}; echo exec2=$?`,
+          `${S} exec --preserve-fds 1 ${id} sh -c 'cat /proc/self/fd/3; ${list('one')}' 3<${dir}/fd3-${runtime}; echo exec1=$?`,
+          `${S} exec ${id} sh -c '${list('none')}' 3<${dir}/fd3-${runtime}; echo exec0=$?`,
+          `${runtime} --root ${stateRoot} delete -f ${id} >/dev/null 2>&1; true`,
+        ].join('\n'),
+        { OCI_USERNS_CONFIG: config.path },
+      );
+      for (const step of ['run', 'exec2', 'exec1', 'exec0']) assert.match(result.stdout, new RegExp(`^${step}=0$`, 'm'), `${step} failed:\n${result.all}`);
+      const lines = result.stdout.split('\n');
+      assert.equal(lines.filter((l) => l.startsWith('caller-fd-')), ['caller-fd-3', 'caller-fd-4', 'caller-fd-3'], result.all);
+      const fds = (tag: string) => lines.slice(lines.indexOf(tag) + 1, lines.indexOf('end', lines.indexOf(tag))).join(' ');
+      assert.equal([fds('two'), fds('one'), fds('none')], ['0 1 2 3 4', '0 1 2 3', '0 1 2'], result.all);
     });
   }
 

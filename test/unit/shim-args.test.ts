@@ -78,9 +78,10 @@ forms('no subcommand: --version, --help, nothing', () => {
   assert.is(parseRuntimeArgs(['--root', '/r'], CWD).command, undefined);
 });
 forms('-- ends the options', () => {
-  const args = parseRuntimeArgs(['exec', 'x', '--', 'sh', '-c', 'true'], CWD);
-  assert.equal(args.positionals, ['x', 'sh', '-c', 'true']);
+  const args = parseRuntimeArgs(['kill', '--', 'x', '-9'], CWD);
+  assert.equal(args.positionals, ['x', '-9']);
   assert.is(args.containerId, undefined);
+  assert.is(parseRuntimeArgs(['exec', 'x', '--', 'sh'], CWD).containerId, 'x');
 });
 forms('an option of neither runtime is reported, and the id is not guessed when two positionals remain', () => {
   const args = parseRuntimeArgs(['create', '--future-flag', 'value', 'x'], CWD);
@@ -91,10 +92,20 @@ forms('an option of neither runtime is reported, and the id is not guessed when 
 forms.run();
 
 const fds = suite('extraFdCount');
-fds('--preserve-fds plus LISTEN_FDS, only for create and run', () => {
+fds('--preserve-fds for create, run and exec; LISTEN_FDS for create and run', () => {
   assert.is(extraFdCount(parseRuntimeArgs(['create', '--preserve-fds', '2', 'x'], CWD), { LISTEN_FDS: '1' }), 3);
   assert.is(extraFdCount(parseRuntimeArgs(['run', 'x'], CWD), {}), 0);
   assert.is(extraFdCount(parseRuntimeArgs(['run', '--preserve-fds=junk', 'x'], CWD), { LISTEN_FDS: '-4' }), 0);
-  assert.is(extraFdCount(parseRuntimeArgs(['exec', '--preserve-fds', '2', 'x', 'sh'], CWD), {}), 0);
+  assert.is(extraFdCount(parseRuntimeArgs(['exec', '--preserve-fds', '2', 'x', 'sh'], CWD), { LISTEN_FDS: '1' }), 2);
+  assert.is(extraFdCount(parseRuntimeArgs(['exec', '--preserve-fds=1', 'x', 'cat', '/proc/self/fd/3'], CWD), {}), 1);
+  assert.is(extraFdCount(parseRuntimeArgs(['state', 'x'], CWD), { LISTEN_FDS: '2' }), 0);
+});
+fds('exec: options end at the container id; the command keeps its own options', () => {
+  const args = parseRuntimeArgs(['--root', '/r', 'exec', '-t', '--preserve-fds', '1', '-e', 'A=1', '--user=0:0', 'x', 'sh', '--preserve-fds', '9', '-c', 'true'], CWD);
+  assert.is(args.containerId, 'x');
+  assert.equal(args.options, { tty: true, 'preserve-fds': '1', env: 'A=1', user: '0:0' });
+  assert.equal(args.positionals, ['x', 'sh', '--preserve-fds', '9', '-c', 'true']);
+  assert.equal(args.unknown, []);
+  assert.is(extraFdCount(args, {}), 1);
 });
 fds.run();
