@@ -156,7 +156,7 @@ stale=""
 if [ ! -f "$bundle" ]; then
   stale="dist/oci-userns.cjs is missing"
 elif [ -n "$(find "$SRC/bin" "$SRC/lib" "$SRC/cli" "$SRC/hooks" "$SRC/schemas" "$SRC/scripts/build.mjs" "$SRC/package.json" "$SRC/package-lock.json" \
-    -newer "$bundle" -type f ! -path '*/lib/generated/*' ! -path "$SRC/hooks/*.json" -print -quit 2>/dev/null)" ]; then
+    -newer "$bundle" -type f ! -path '*/lib/oci/generated/*' ! -path "$SRC/hooks/*.json" -print -quit 2>/dev/null)" ]; then
   stale="dist/oci-userns.cjs is older than the sources"
 fi
 if [ -n "$stale" ]; then

@@ -8,10 +8,10 @@
 // after one warm-up round. Also the time until `run -d` returns, which is
 // where the hook's cost lands. Needs root, runc, crun, cgroup2.
 
-import { shiftTree } from '../lib/shift';
+import { shiftTree } from '../lib/shift/shift';
 import { buildProgram, buildSpec, cgroupChownHook, debianRootfs, programHook, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig, type RuntimeName } from '../test/e2e/harness';
 import { median, printTable } from './measure';
-import type { Spec } from '../lib/spec';
+import type { Spec } from '../lib/oci/spec';
 
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 const HOST_ID = 300000;

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cgroup2Mount } from '../lib/mountinfo';
+import { cgroup2Mount } from '../lib/sys/mountinfo';
 import { compare, peakRssKiB, printTable, type Candidate } from './measure';
 
 const repo = join(import.meta.dirname, '..');

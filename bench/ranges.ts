@@ -7,8 +7,8 @@
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS } from '../lib/config';
-import { allocateRange, guardContainer, releaseContainer } from '../lib/ranges';
+import { DEFAULTS } from '../lib/config/config';
+import { allocateRange, guardContainer, releaseContainer } from '../lib/ranges/ranges';
 import { median } from './measure';
 
 const base = mkdtempSync(join(process.argv[2] ?? '/var/tmp', 'oci-userns-bench-ranges-'));

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cgroup2MountPoint } from '../lib/doctor';
+import { cgroup2MountPoint } from '../lib/doctor/doctor';
 import { compare, printTable, type Candidate } from './measure';
 
 const repo = join(import.meta.dirname, '..');

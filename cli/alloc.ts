@@ -1,14 +1,14 @@
 // `oci-userns alloc | release | ranges | gc`: the registry of host id
-// ranges from the command line, over lib/ranges.ts.
+// ranges from the command line, over lib/ranges/ranges.ts.
 
 import type { CommandModule } from 'yargs';
-import { sizeForHighestId } from '../lib/allocator';
+import { sizeForHighestId } from '../lib/ranges/allocator';
 import { InputError } from '../lib/errors';
-import { formatIdMap, type IdMapping } from '../lib/idmap';
-import { allocateRange, gcRanges, listRanges, releaseContainer, repairRegistry, type RangeEntry } from '../lib/ranges';
-import { registryPath } from '../lib/registry';
-import { highestIds } from '../lib/rootfs-ids';
-import { DEFAULT_RUNTIME_ROOTS } from '../lib/runtime-state';
+import { formatIdMap, type IdMapping } from '../lib/oci/idmap';
+import { allocateRange, gcRanges, listRanges, releaseContainer, repairRegistry, type RangeEntry } from '../lib/ranges/ranges';
+import { registryPath } from '../lib/ranges/registry';
+import { highestIds } from '../lib/rootfs/owners';
+import { DEFAULT_RUNTIME_ROOTS } from '../lib/ranges/runtime-state';
 import { loadConfig, openLogger, print, printJson, type GlobalArgs } from './context';
 
 const hostRange = (map: readonly IdMapping[]) => map.map((m) => `${m.hostID}-${m.hostID + m.size - 1}`).join(',');

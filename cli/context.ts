@@ -2,10 +2,10 @@
 // they name, the log, and printing. Commands are thin: they parse, call
 // the library, and print what it returns.
 
-import { loadConfig as loadConfigFile } from '../lib/config-file';
-import type { Config } from '../lib/config';
-import type { Logger, LogMeta } from '../lib/logger';
-import { openFileLogger, type FileLogger } from '../lib/log';
+import { loadConfig as loadConfigFile } from '../lib/config/config-file';
+import type { Config } from '../lib/config/config';
+import type { Logger, LogMeta } from '../lib/log/logger';
+import { openFileLogger, type FileLogger } from '../lib/log/cli-log';
 
 export interface GlobalArgs {
   config?: string;

@@ -4,10 +4,10 @@
 
 import { existsSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { DEFAULTS, type Config } from '../lib/config';
-import { configPath, loadConfig } from '../lib/config-file';
-import { DEFAULT_HOOKS_DIRS, formatChecks, runChecks, type ConfigFacts } from '../lib/doctor';
-import { findHooksDir, probeHost } from '../lib/doctor-probe';
+import { DEFAULTS, type Config } from '../lib/config/config';
+import { configPath, loadConfig } from '../lib/config/config-file';
+import { DEFAULT_HOOKS_DIRS, formatChecks, runChecks, type ConfigFacts } from '../lib/doctor/doctor';
+import { findHooksDir, probeHost } from '../lib/doctor/probe';
 import { HostError, isUsernsError } from '../lib/errors';
 import { print, printJson, type GlobalArgs } from './context';
 

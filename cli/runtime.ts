@@ -4,13 +4,13 @@
 // the like as its own); the executable dispatches here before yargs loads.
 
 import { realpathSync, writeSync } from 'node:fs';
-import type { Config } from '../lib/config';
-import { loadConfig } from '../lib/config-file';
-import { DEFAULTS } from '../lib/config';
+import type { Config } from '../lib/config/config';
+import { loadConfig } from '../lib/config/config-file';
+import { DEFAULTS } from '../lib/config/config';
 import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
-import { openHookLogger } from '../lib/hook-log';
-import { nullLogger, type Logger } from '../lib/logger';
-import { runShimCommand } from '../lib/shim';
+import { openHookLogger } from '../lib/log/hook-log';
+import { nullLogger, type Logger } from '../lib/log/logger';
+import { runShimCommand } from '../lib/shim/shim';
 
 export const SHIM_PREFIX = 'oci-userns runtime';
 

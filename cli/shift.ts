@@ -5,9 +5,9 @@
 import { resolve as absolute } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../lib/errors';
-import { formatIdMap, parseIdMap, type IdMap } from '../lib/idmap';
-import { dryRunShift, shiftTree, unshiftTree, type Progress } from '../lib/shift';
-import { readStateFast } from '../lib/shift-journal';
+import { formatIdMap, parseIdMap, type IdMap } from '../lib/oci/idmap';
+import { dryRunShift, shiftTree, unshiftTree, type Progress } from '../lib/shift/shift';
+import { readStateFast } from '../lib/shift/journal';
 import { loadConfig, openLogger, print, printJson, type GlobalArgs } from './context';
 
 interface ShiftArgs extends GlobalArgs {

@@ -5,8 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { InputError, systemError } from '../lib/errors';
-import { parseValidated } from '../lib/json';
-import { SCHEMA_KINDS, type SchemaKind } from '../lib/schemas';
+import { parseValidated } from '../lib/oci/json';
+import { SCHEMA_KINDS, type SchemaKind } from '../lib/oci/schemas';
 import { print, printJson, type GlobalArgs } from './context';
 
 interface ValidateArgs extends GlobalArgs {

@@ -2,12 +2,12 @@
 // yargs and of every module the hook does not need, because each container
 // start pays for what is loaded here.
 
-import { loadConfig } from '../lib/config-file';
-import { DEFAULTS, type Config } from '../lib/config';
+import { loadConfig } from '../lib/config/config-file';
+import { DEFAULTS, type Config } from '../lib/config/config';
 import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
-import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook';
-import { openHookLogger } from '../lib/hook-log';
-import type { FileLogger } from '../lib/log-types';
+import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook/hook';
+import { openHookLogger } from '../lib/log/hook-log';
+import type { FileLogger } from '../lib/log/log-types';
 
 export interface HookIo {
   /** 'process' for the process's stdin, or a stream (tests). */

@@ -36,7 +36,7 @@ const code = standaloneCode(ajv, refs).replace(/require\("([^"]+)"\)/g, (_, spec
   return imports.get(spec);
 });
 const importLines = [...imports].map(([spec, name]) => `import ${name} from ${JSON.stringify(`${spec}.js`)};`).join('\n');
-const generated = join(root, 'lib', 'generated');
+const generated = join(root, 'lib', 'oci', 'generated');
 mkdirSync(generated, { recursive: true });
 writeFileSync(
   join(generated, 'validators.js'),
@@ -72,7 +72,7 @@ const common = {
 // embedded copy are recognised by a brand (lib/errors.ts), not by class.
 const cold = [
   { entry: join(root, 'cli', 'index.ts'), importedAs: /^\.\.\/cli\/index$/ },
-  { entry: join(root, 'lib', 'shift.ts'), importedAs: /^\.\/shift$/ },
+  { entry: join(root, 'lib', 'shift', 'shift.ts'), importedAs: /^\.\.\/shift\/shift$|^\.\/shift$/ },
 ];
 const packed = new Map();
 for (const { entry } of cold) {

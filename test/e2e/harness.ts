@@ -24,8 +24,8 @@ import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa, type Options as ExecaOptions } from 'execa';
-import { cgroup2Mount } from '../../lib/mountinfo';
-import type { Spec, SpecHook, SpecMount } from '../../lib/spec';
+import { cgroup2Mount } from '../../lib/sys/mountinfo';
+import type { Spec, SpecHook, SpecMount } from '../../lib/oci/spec';
 
 export const REPO = join(import.meta.dirname, '..', '..');
 /** The built program (npm run build), or $OCI_USERNS_PROGRAM. */
@@ -241,7 +241,7 @@ export function writeBundle(dir: string, spec: Spec): string {
 
 // --------------------------------------------------------------------- hooks
 
-/** A config file for the built program: state dir and log in `dir`, plus overrides (keys of lib/config.ts). */
+/** A config file for the built program: state dir and log in `dir`, plus overrides (keys of lib/config/config.ts). */
 export function writeProgramConfig(dir: string, overrides: Record<string, unknown> = {}): { path: string; stateDir: string; logFile: string } {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const stateDir = join(dir, 'state');

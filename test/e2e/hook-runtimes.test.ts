@@ -6,7 +6,7 @@
 import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { listRanges } from '../../lib/ranges';
+import { listRanges } from '../../lib/ranges/ranges';
 import {
   BUSYBOX,
   buildProgram,

@@ -8,9 +8,9 @@ import { join, relative } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS } from '../../lib/config';
-import { loadConfig } from '../../lib/config-file';
-import { schemaProblem } from '../../lib/schemas';
+import { DEFAULTS } from '../../lib/config/config';
+import { loadConfig } from '../../lib/config/config-file';
+import { schemaProblem } from '../../lib/oci/schemas';
 
 const root = join(import.meta.dirname, '..', '..');
 const script = join(root, 'install.sh');

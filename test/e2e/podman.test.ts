@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cgroup2MountPoint } from '../../lib/doctor';
+import { cgroup2MountPoint } from '../../lib/doctor/doctor';
 import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');

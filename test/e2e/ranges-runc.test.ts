@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cgroup2MountPoint } from '../../lib/doctor';
-import type { IdMapping } from '../../lib/idmap';
-import { parseRegistry, type RangeEntry } from '../../lib/registry';
+import { cgroup2MountPoint } from '../../lib/doctor/doctor';
+import type { IdMapping } from '../../lib/oci/idmap';
+import { parseRegistry, type RangeEntry } from '../../lib/ranges/registry';
 import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');

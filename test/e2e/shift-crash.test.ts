@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseIdMap } from '../../lib/idmap';
-import { shiftTree } from '../../lib/shift';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { shiftTree } from '../../lib/shift/shift';
 import { buildTree, hasTool, snapshot, type InodeState } from '../helpers/shift-tree';
 
 const CHILD = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../helpers/shift-child.ts');

@@ -10,11 +10,11 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl } from '../../lib/acl';
-import { parseIdMap } from '../../lib/idmap';
-import { escapeBytes, keyOfBytes } from '../../lib/path-key';
-import { shiftTree, unshiftTree } from '../../lib/shift';
-import { parseDump } from '../../lib/xattr';
+import { ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl } from '../../lib/shift/acl';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { escapeBytes, keyOfBytes } from '../../lib/sys/path-key';
+import { shiftTree, unshiftTree } from '../../lib/shift/shift';
+import { parseDump } from '../../lib/shift/xattr';
 import { hasTool } from '../helpers/shift-tree';
 
 const R = parseIdMap('0:100000:65536');

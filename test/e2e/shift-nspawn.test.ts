@@ -8,9 +8,9 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeFileCaps } from '../../lib/fcaps';
-import { parseIdMap } from '../../lib/idmap';
-import { shiftTree } from '../../lib/shift';
+import { decodeFileCaps } from '../../lib/shift/fcaps';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { shiftTree } from '../../lib/shift/shift';
 import { hasTool, snapshot } from '../helpers/shift-tree';
 
 const HOST = 196608;

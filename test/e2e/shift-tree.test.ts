@@ -7,10 +7,10 @@ import * as assert from 'uvu/assert';
 import { chmodSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeAcl } from '../../lib/acl';
-import { parseIdMap } from '../../lib/idmap';
-import { memoryLogger } from '../../lib/logger';
-import { ensureShifted, shiftTree, unshiftTree } from '../../lib/shift';
+import { decodeAcl } from '../../lib/shift/acl';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { memoryLogger } from '../../lib/log/logger';
+import { ensureShifted, shiftTree, unshiftTree } from '../../lib/shift/shift';
 import { buildTree, hasTool, sh, snapshot } from '../helpers/shift-tree';
 
 const R = parseIdMap('0:100000:65536');

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cgroup2MountPoint } from '../../lib/doctor';
-import { parseProcIdMap, type IdMapping } from '../../lib/idmap';
+import { cgroup2MountPoint } from '../../lib/doctor/doctor';
+import { parseProcIdMap, type IdMapping } from '../../lib/oci/idmap';
 import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');

@@ -10,9 +10,9 @@ import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolveCgroupDir, unifiedCgroupPath } from '../../lib/cgroup';
-import { cgroup2Mount } from '../../lib/mountinfo';
-import { shiftTree } from '../../lib/shift';
+import { resolveCgroupDir, unifiedCgroupPath } from '../../lib/cgroup/cgroup';
+import { cgroup2Mount } from '../../lib/sys/mountinfo';
+import { shiftTree } from '../../lib/shift/shift';
 import {
   buildProgram,
   buildSpec,

@@ -3,9 +3,9 @@
 //   alloc JSON       wait for a line on stdin, allocate one range, print the outcome as JSON
 //   alloc-loop JSON  allocate ID-0, ID-1, ... printing each, until killed
 //   hold JSON        take the registry lock through an update, print "held", never finish
-import { allocateRange } from '../../lib/ranges';
-import { updateRegistry } from '../../lib/registry';
-import type { PoolConfig } from '../../lib/config';
+import { allocateRange } from '../../lib/ranges/ranges';
+import { updateRegistry } from '../../lib/ranges/registry';
+import type { PoolConfig } from '../../lib/config/config';
 
 interface Args {
   stateDir: string;

@@ -5,8 +5,8 @@
 // every change; the rerun in the test uses the default walker threads.
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { parseIdMap } from '../../lib/idmap';
-import { shiftTree } from '../../lib/shift';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { shiftTree } from '../../lib/shift/shift';
 
 const [rootfs, stateDir, map, crashAt, batch] = process.argv.slice(2);
 let calls = 0;

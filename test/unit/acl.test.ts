@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl, shiftAcl } from '../../lib/acl';
+import { ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl, shiftAcl } from '../../lib/shift/acl';
 import { InputError } from '../../lib/errors';
 
 // The bytes `setfacl -m u:1000:rx,g:50:r` leaves on a 0644 file in system.posix_acl_access (as getfattr -e hex shows them).

@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { blockAlignedSize, chooseRange, intersectRanges, sizeForHighestId, stableHash, type RangesInUse } from '../../lib/allocator';
+import { blockAlignedSize, chooseRange, intersectRanges, sizeForHighestId, stableHash, type RangesInUse } from '../../lib/ranges/allocator';
 import { HostError, InputError } from '../../lib/errors';
-import type { IdRange, Pool } from '../../lib/subid';
+import type { IdRange, Pool } from '../../lib/ranges/subid';
 
 const B = 65536;
 // The first 6 bytes of sha256('web'), as `node -e` prints them.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { delegateCgroup, resolveCgroupDir, systemdSpecProblems, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup';
+import { delegateCgroup, resolveCgroupDir, systemdSpecProblems, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/cgroup';
 import { HostError, InputError, RefusedError } from '../../lib/errors';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc

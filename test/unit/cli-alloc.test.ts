@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import commands, { formatRangesTable, requestedSize } from '../../cli/alloc';
 import { closeLoggers } from '../../cli/context';
 import { InputError } from '../../lib/errors';
-import type { RangeEntry } from '../../lib/registry';
+import type { RangeEntry } from '../../lib/ranges/registry';
 
 const B = 65536;
 let dir = '';

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS } from '../../lib/config';
-import { loadConfig } from '../../lib/config-file';
+import { DEFAULTS } from '../../lib/config/config';
+import { loadConfig } from '../../lib/config/config-file';
 import { ConfigError } from '../../lib/errors';
 
 const test = suite('loadConfig');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS } from '../../lib/config';
+import { DEFAULTS } from '../../lib/config/config';
 import {
   checkCgroup,
   checkConfig,
@@ -20,8 +20,8 @@ import {
   runChecks,
   type HooksFacts,
   type PathFacts,
-} from '../../lib/doctor';
-import { findHooksDir, probeHost } from '../../lib/doctor-probe';
+} from '../../lib/doctor/doctor';
+import { findHooksDir, probeHost } from '../../lib/doctor/probe';
 
 // /proc/self/mountinfo lines as this development machine shows them (hybrid),
 // a pure cgroup v2 host, and the private mount namespace of the hybrid trick.

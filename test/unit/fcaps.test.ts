@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeFileCaps, encodeFileCaps, shiftFileCaps } from '../../lib/fcaps';
+import { decodeFileCaps, encodeFileCaps, shiftFileCaps } from '../../lib/shift/fcaps';
 
 // `setcap cap_net_raw=ep` writes this v2 value (cap_net_raw is bit 13).
 const NET_RAW_V2 = Buffer.from('0100000200200000000000000000000000000000', 'hex');

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { schemaProblem } from '../../lib/schemas';
+import { schemaProblem } from '../../lib/oci/schemas';
 
 interface HookFile {
   version: string;

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { composeShift, hostRangesOverlap, parseIdMap, toContainer, toHost, validateIdMap } from '../../lib/idmap';
+import { composeShift, hostRangesOverlap, parseIdMap, toContainer, toHost, validateIdMap } from '../../lib/oci/idmap';
 import { InputError } from '../../lib/errors';
 
 const parse = suite('parseIdMap reads C:H:S extents');

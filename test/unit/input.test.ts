@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError, RefusedError } from '../../lib/errors';
-import { readFileInside, readStdinBounded, readStreamBounded } from '../../lib/input';
+import { readFileInside, readStdinBounded, readStreamBounded } from '../../lib/oci/input';
 import { execFileSync } from 'node:child_process';
 
 const limits = { maxBytes: 64, timeoutMs: 200, what: 'state on stdin' };

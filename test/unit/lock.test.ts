@@ -5,9 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HostError } from '../../lib/errors';
-import { acquireLock, parseHolderName, withLock } from '../../lib/lock';
-import { memoryLogger } from '../../lib/logger';
-import { processStart } from '../../lib/process-identity';
+import { acquireLock, parseHolderName, withLock } from '../../lib/sys/lock';
+import { memoryLogger } from '../../lib/log/logger';
+import { processStart } from '../../lib/sys/process-identity';
 
 const test = suite('directory lock');
 let dir = '';

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { openHookLogger } from '../../lib/hook-log';
-import { openFileLogger } from '../../lib/log';
+import { openHookLogger } from '../../lib/log/hook-log';
+import { openFileLogger } from '../../lib/log/cli-log';
 
 const test = suite('the hook and CLI log writers write the same JSON lines');
 let dir = '';

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cgroup2Mount, parseMountinfo } from '../../lib/mountinfo';
+import { cgroup2Mount, parseMountinfo } from '../../lib/sys/mountinfo';
 
 const test = suite('mountinfo');
 test('fields, with escaped mount points and roots', () => {

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { displayPath, fsPath, keyOfBytes, pathBytes } from '../../lib/path-key';
-import { escapePath, parseDump, unescapePath } from '../../lib/xattr';
+import { displayPath, fsPath, keyOfBytes, pathBytes } from '../../lib/sys/path-key';
+import { escapePath, parseDump, unescapePath } from '../../lib/shift/xattr';
 
 const keys = suite('path keys: every byte of a name survives');
 const latin1Name = Buffer.concat([Buffer.from('/r/caf'), Buffer.from([0xe9]), Buffer.from('/x')]);

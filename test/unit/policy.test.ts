@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ShimPolicy } from '../../lib/config';
+import type { ShimPolicy } from '../../lib/config/config';
 import { InputError } from '../../lib/errors';
-import { isSystemdContainer, requestedRange, shimVerdict } from '../../lib/policy';
-import type { Spec } from '../../lib/spec';
+import { isSystemdContainer, requestedRange, shimVerdict } from '../../lib/oci/policy';
+import type { Spec } from '../../lib/oci/spec';
 
 const spec = (args: string[], annotations?: Record<string, string>): Spec => ({ ociVersion: '1.0.2', process: { cwd: '/', args }, annotations });
 const fixture = (name: string): Spec => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', name), 'utf8'));

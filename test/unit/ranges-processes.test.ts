@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, type PoolConfig } from '../../lib/config';
-import { hostRangesOverlap } from '../../lib/idmap';
-import { allocateRange, listRanges } from '../../lib/ranges';
-import { parseRegistry, registryPath, type RangeEntry } from '../../lib/registry';
+import { DEFAULTS, type PoolConfig } from '../../lib/config/config';
+import { hostRangesOverlap } from '../../lib/oci/idmap';
+import { allocateRange, listRanges } from '../../lib/ranges/ranges';
+import { parseRegistry, registryPath, type RangeEntry } from '../../lib/ranges/registry';
 
 const B = 65536;
 const POOL_START = 16 * B;

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, type PoolConfig } from '../../lib/config';
+import { DEFAULTS, type PoolConfig } from '../../lib/config/config';
 import { HostError, InputError, RefusedError } from '../../lib/errors';
-import type { IdMapping } from '../../lib/idmap';
-import { memoryLogger } from '../../lib/logger';
-import { allocateRange, gcRanges, guardContainer, listRanges, releaseContainer, repairRegistry } from '../../lib/ranges';
-import { registryPath } from '../../lib/registry';
+import type { IdMapping } from '../../lib/oci/idmap';
+import { memoryLogger } from '../../lib/log/logger';
+import { allocateRange, gcRanges, guardContainer, listRanges, releaseContainer, repairRegistry } from '../../lib/ranges/ranges';
+import { registryPath } from '../../lib/ranges/registry';
 
 const B = 65536;
 

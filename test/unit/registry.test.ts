@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HostError, RefusedError } from '../../lib/errors';
-import { checkStateDir, parseRegistry, readRegistry, registryPath, updateRegistry, type RangeEntry } from '../../lib/registry';
+import { checkStateDir, parseRegistry, readRegistry, registryPath, updateRegistry, type RangeEntry } from '../../lib/ranges/registry';
 
 const entry = (id: string, hostID: number): RangeEntry => ({
   id,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
-import { maySearch, openPathToRootfs, pathAndAncestors } from '../../lib/rootfs-access';
+import { maySearch, openPathToRootfs, pathAndAncestors } from '../../lib/rootfs/access';
 
 const ROOT = { uid: 1879179264, gid: 1879179264 };
 

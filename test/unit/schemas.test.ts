@@ -2,8 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { schemaProblem } from '../../lib/schemas';
-import { parseState } from '../../lib/state';
+import { schemaProblem } from '../../lib/oci/schemas';
+import { parseState } from '../../lib/oci/state';
 import { InputError } from '../../lib/errors';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');

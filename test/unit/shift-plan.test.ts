@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { IDENTITY, parseIdMap, toContainer, toHost } from '../../lib/idmap';
-import { lookupRule, planSteps, ruleTable, sideRule, stepIsSafe } from '../../lib/shift-plan';
+import { IDENTITY, parseIdMap, toContainer, toHost } from '../../lib/oci/idmap';
+import { lookupRule, planSteps, ruleTable, sideRule, stepIsSafe } from '../../lib/shift/plan';
 
 const R1 = parseIdMap('0:100000:65536');
 const R2 = parseIdMap('0:300000:65536');

@@ -4,9 +4,9 @@ import { chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RefusedError } from '../../lib/errors';
-import { parseIdMap } from '../../lib/idmap';
-import { dryRunShift, ensureShifted, shiftTree } from '../../lib/shift';
-import { readStateFast } from '../../lib/shift-journal';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { dryRunShift, ensureShifted, shiftTree } from '../../lib/shift/shift';
+import { readStateFast } from '../../lib/shift/journal';
 
 const R = parseIdMap('0:100000:65536');
 const isRoot = process.getuid?.() === 0;

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { extraFdCount, parseRuntimeArgs } from '../../lib/shim-args';
+import { extraFdCount, parseRuntimeArgs } from '../../lib/shim/args';
 
 const CWD = '/work/cwd';
 const ID = '719e50a65c85a5a917f59d4e2c1136ae14b3140067b7518419032eeba3119dc6';

@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { systemdSpecProblems } from '../../lib/cgroup';
-import { shimVerdict } from '../../lib/policy';
-import { hasUserNamespace, specMappings, type Spec } from '../../lib/spec';
+import { systemdSpecProblems } from '../../lib/cgroup/cgroup';
+import { shimVerdict } from '../../lib/oci/policy';
+import { hasUserNamespace, specMappings, type Spec } from '../../lib/oci/spec';
 import {
   addCgroupNamespace,
   addHooks,
@@ -17,7 +17,7 @@ import {
   setIdMappings,
   userNamespaceModifiers,
   type SpecModifier,
-} from '../../lib/spec-modifiers';
+} from '../../lib/shim/spec-modifiers';
 
 const fixture = (name: string): Spec => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', name), 'utf8'));
 const SPECS = ['config-podman4.3-systemd.json', 'config-podman4.3-plain.json', 'config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json'];

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS } from '../../lib/config';
+import { DEFAULTS } from '../../lib/config/config';
 import { HostError, InputError } from '../../lib/errors';
-import { memoryLogger } from '../../lib/logger';
-import { mergeRanges, ownerAliases, parseSubid, poolRanges, readPool, subtractRanges } from '../../lib/subid';
+import { memoryLogger } from '../../lib/log/logger';
+import { mergeRanges, ownerAliases, parseSubid, poolRanges, readPool, subtractRanges } from '../../lib/ranges/subid';
 
 function throwsInput(fn: () => unknown, pattern: RegExp) {
   try {

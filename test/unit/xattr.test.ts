@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { escapePath, formatDump, parseDump, unescapePath } from '../../lib/xattr';
+import { escapePath, formatDump, parseDump, unescapePath } from '../../lib/shift/xattr';
 
 const dump = suite('getfattr dump text');
 dump('parses files, names and hex values, undoing \\ooo escapes', () => {

@@ -1,0 +1,268 @@
+// The operations on the registry of host id ranges: the hook guards and
+// releases every user-namespaced container, the shim and `oci-userns alloc`
+// allocate, `ranges` lists, `gc` drops what is gone. Each is one locked
+// read-change-write of lib/ranges/registry.ts; deciding is lib/ranges/allocator.ts.
+//
+// An entry whose recorded process is gone (a container that died without
+// its poststop hook) never blocks anyone: allocation and guarding drop it.
+// An entry without a process (allocated, not started yet) counts as live.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { OverlapPolicy, PoolConfig } from '../config/config';
+import { errnoCode, InputError, RefusedError, systemError } from '../errors';
+import { formatIdMap, hostRangesOverlap, idMapSize, isIdentity, parseProcIdMap, sameIdMap, validateIdMap, type IdMapping } from '../oci/idmap';
+import { withLock } from '../sys/lock';
+import type { Logger } from '../log/logger';
+import { isRunning, processStart } from '../sys/process-identity';
+import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
+import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
+import { readPool } from './subid';
+
+export type { RangeEntry, RangeSource } from './registry';
+
+interface Common {
+  stateDir: string;
+  logger?: Logger;
+  /** Where /proc is; tests point it elsewhere. */
+  procRoot?: string;
+  lockTimeoutMs?: number;
+}
+
+async function isLive(entry: RangeEntry, procRoot?: string): Promise<boolean> {
+  return entry.pid === undefined || isRunning(entry.pid, entry.pidStart, procRoot);
+}
+
+/** Splits entries into those still in use and those whose process is gone. */
+async function partitionLive(entries: readonly RangeEntry[], procRoot?: string): Promise<{ live: RangeEntry[]; gone: RangeEntry[] }> {
+  const live: RangeEntry[] = [];
+  const gone: RangeEntry[] = [];
+  for (const e of entries) (await isLive(e, procRoot) ? live : gone).push(e);
+  return { live, gone };
+}
+
+function logDropped(gone: readonly RangeEntry[], why: string, logger?: Logger): void {
+  for (const e of gone) logger?.info(`dropped the range of container ${e.id}: ${why}`, { containerId: e.id, uidMappings: formatIdMap(e.uidMappings), gidMappings: formatIdMap(e.gidMappings) });
+}
+
+const describe = (e: RangeEntry) => `${e.id} (uids ${formatIdMap(e.uidMappings)}, gids ${formatIdMap(e.gidMappings)}, ${e.source}, since ${e.since})`;
+
+function overlaps(e: RangeEntry, uidMappings: IdMapping[], gidMappings: IdMapping[]): boolean {
+  return hostRangesOverlap(e.uidMappings, uidMappings) || hostRangesOverlap(e.gidMappings, gidMappings);
+}
+
+export interface GuardOptions extends Common {
+  id: string;
+  name?: string;
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+  source: 'shim' | 'external';
+  /** The container's init process, recorded so that `gc` and later guards can tell it is gone. */
+  pid?: number;
+  runtimeRoot?: string;
+  overlap: OverlapPolicy;
+}
+
+export interface GuardResult {
+  entry: RangeEntry;
+  /** Live containers whose ids overlap (only with overlap 'warn'; 'refuse' throws instead). */
+  conflicts: RangeEntry[];
+  /** The entry was made by this call (not there before, or there with other ids): give it back if the container then fails to start. */
+  created: boolean;
+}
+
+/**
+ * Registers a user-namespaced container's ranges. Refuses (RefusedError,
+ * nothing changed) when they overlap a different live container's, unless
+ * `overlap` is 'warn'. Idempotent for the same id and mappings: the entry
+ * keeps its source and since, and gains the pid.
+ */
+export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
+  const { id, logger, procRoot } = opts;
+  const uidMappings = validateIdMap(opts.uidMappings, `container ${id} uidMappings`);
+  const gidMappings = validateIdMap(opts.gidMappings, `container ${id} gidMappings`);
+  const pidStart = opts.pid === undefined ? undefined : await processStart(opts.pid, procRoot);
+  return updateRegistry(opts, async (entries) => {
+    const existing = entries.find((e) => e.id === id);
+    const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
+    const { live, gone } = await partitionLive(
+      entries.filter((e) => e.id !== id && overlaps(e, uidMappings, gidMappings)),
+      procRoot,
+    );
+    if (live.length > 0) {
+      const message = `container ${id}: its host ids (uids ${formatIdMap(uidMappings)}, gids ${formatIdMap(gidMappings)}) overlap those of ${live.map(describe).join('; ')}`;
+      if (opts.overlap === 'refuse') {
+        throw new RefusedError(message, {
+          containerId: id,
+          hint: 'give it host ids no other container uses (oci-userns ranges lists them, oci-userns alloc picks free ones), or set "overlap": "warn" in the config file',
+        });
+      }
+      logger?.warn(message, { containerId: id });
+    }
+    logDropped(gone, 'its process is gone', logger);
+    if (existing && !same) logger?.warn(`container ${id} was registered with other ids (uids ${formatIdMap(existing.uidMappings)}); registering its new ones`, { containerId: id });
+    const base: RangeEntry = same ? existing : { id, uidMappings, gidMappings, since: new Date().toISOString(), source: opts.source };
+    const entry: RangeEntry = {
+      ...base,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      ...(opts.pid !== undefined ? { pid: opts.pid, pidStart } : {}),
+      ...(opts.runtimeRoot !== undefined ? { runtimeRoot: opts.runtimeRoot } : {}),
+    };
+    if (entry.pidStart === undefined) delete entry.pidStart;
+    // In place, so that guarding a registered container again rewrites nothing.
+    const kept = entries.filter((e) => !gone.includes(e)).map((e) => (e.id === id ? entry : e));
+    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts: live, created: !same } };
+  });
+}
+
+/** Drops a container's entry (at poststop); returns it, or undefined when it had none. */
+export async function releaseContainer(opts: Common & { id: string }): Promise<RangeEntry | undefined> {
+  // Most containers a hook sees at poststop were registered, but checking
+  // first without the lock keeps the others from queueing for it.
+  if (!(await checkStateDir(opts.stateDir, false))) return undefined;
+  if (!(await readRegistry(opts.stateDir)).some((e) => e.id === opts.id)) return undefined;
+  return updateRegistry(opts, (entries) => {
+    const entry = entries.find((e) => e.id === opts.id);
+    if (entry) opts.logger?.info(`released the range of container ${opts.id}`, { containerId: opts.id, uidMappings: formatIdMap(entry.uidMappings) });
+    return { entries: entries.filter((e) => e.id !== opts.id), result: entry };
+  });
+}
+
+export interface AllocateOptions extends Common {
+  pool: PoolConfig;
+  id: string;
+  /** The preferred block is derived from the name (else the id), so a container that comes back gets its old range. */
+  name?: string;
+  /** Ids needed; rounded up to whole blocks. Default one block. */
+  size?: number;
+  source: 'shim' | 'cli';
+  /** Maps the pool user between name and uid; default /etc/passwd. */
+  passwdFile?: string;
+}
+
+/** Allocates a free block from the pool; for an id that has a range already, returns that range. */
+export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> {
+  const { id, logger } = opts;
+  // Loaded here: choosing a block hashes with node:crypto, which the hook's guard and release never need.
+  const { blockAlignedSize, chooseRange } = await import('./allocator');
+  const size = opts.size === undefined ? undefined : blockAlignedSize(opts.size, opts.pool.blockSize);
+  const pool = await readPool({ pool: opts.pool, passwdFile: opts.passwdFile, logger });
+  return updateRegistry(opts, async (entries) => {
+    const existing = entries.find((e) => e.id === id);
+    if (existing) {
+      const has = idMapSize(existing.uidMappings);
+      if (size !== undefined && size !== has) {
+        throw new InputError(`container ${id} already has a range of ${has} ids (uids ${formatIdMap(existing.uidMappings)}), not ${size}`, {
+          containerId: id,
+          hint: `release it first: oci-userns release ${id}`,
+        });
+      }
+      return { entries, result: existing };
+    }
+    const { live, gone } = await partitionLive(entries, opts.procRoot);
+    logDropped(gone, 'its process is gone', logger);
+    const choice = chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse: live });
+    const entry: RangeEntry = {
+      id,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      uidMappings: choice.uidMappings,
+      gidMappings: choice.gidMappings,
+      since: new Date().toISOString(),
+      source: opts.source,
+    };
+    logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, {
+      containerId: id,
+      preferred: choice.preferred,
+    });
+    return { entries: [...live, entry], result: entry };
+  });
+}
+
+export async function listRanges(opts: { stateDir: string }): Promise<RangeEntry[]> {
+  if (!(await checkStateDir(opts.stateDir, false))) return [];
+  return readRegistry(opts.stateDir);
+}
+
+export interface GcOptions extends Common {
+  /** Runtime state directories to look for containers in; default /run/runc and /run/crun. */
+  runtimeRoots?: string[];
+  /** An entry without a process and unknown to every runtime is dropped only after this long (the shim allocates before the runtime creates). Default 10 minutes. */
+  graceMs?: number;
+  now?: Date;
+}
+
+/**
+ * Drops the entries of containers that no longer exist: the recorded
+ * process is gone, or (no process recorded) no runtime knows the id and
+ * the entry is older than the grace period. Entries made with `oci-userns
+ * alloc` without a process are reservations: only `release` drops them.
+ */
+export async function gcRanges(opts: GcOptions): Promise<RangeEntry[]> {
+  const roots = opts.runtimeRoots ?? DEFAULT_RUNTIME_ROOTS;
+  const now = (opts.now ?? new Date()).getTime();
+  const grace = opts.graceMs ?? 10 * 60_000;
+  if (!(await checkStateDir(opts.stateDir, false))) return [];
+  return updateRegistry(opts, async (entries) => {
+    const dropped: RangeEntry[] = [];
+    for (const e of entries) {
+      let gone: boolean;
+      if (e.pid !== undefined) gone = !(await isRunning(e.pid, e.pidStart, opts.procRoot));
+      else if (e.source === 'cli') gone = false;
+      else gone = now - Date.parse(e.since) > grace && (await findRuntimeContainer(e.runtimeRoot ? [e.runtimeRoot, ...roots] : roots, e.id)) === undefined;
+      if (gone) dropped.push(e);
+    }
+    logDropped(dropped, 'the container no longer exists', opts.logger);
+    return { entries: entries.filter((e) => !dropped.includes(e)), result: dropped };
+  });
+}
+
+export interface RepairResult {
+  /** Where the unreadable registry was moved, if there was one. */
+  movedTo?: string;
+  entries: RangeEntry[];
+}
+
+async function readMap(path: string): Promise<IdMapping[] | undefined> {
+  try {
+    return parseProcIdMap(await fs.readFile(path, 'utf8'), path);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ESRCH') return undefined;
+    throw systemError('cannot read', path, error);
+  }
+}
+
+/**
+ * `oci-userns gc --repair`: moves the registry aside (kept, as
+ * ranges.json.corrupt-TIME) and writes a new one from the running
+ * containers the runtimes know, with the mappings the kernel shows for
+ * their processes. Ranges allocated for containers not started yet are
+ * not recoverable; their owners allocate again.
+ */
+export async function repairRegistry(opts: Common & { runtimeRoots?: string[] }): Promise<RepairResult> {
+  const roots = opts.runtimeRoots ?? DEFAULT_RUNTIME_ROOTS;
+  const procRoot = opts.procRoot ?? '/proc';
+  await checkStateDir(opts.stateDir, true);
+  return withLock({ path: join(opts.stateDir, LOCK_DIR), timeoutMs: opts.lockTimeoutMs, logger: opts.logger }, async () => {
+    const path = registryPath(opts.stateDir);
+    const movedTo = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    let moved = true;
+    try {
+      await fs.rename(path, movedTo);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw systemError('cannot move aside', path, error);
+      moved = false;
+    }
+    const entries: RangeEntry[] = [];
+    const since = new Date().toISOString();
+    for (const c of await listRuntimeContainers(roots)) {
+      if (c.pid === undefined || !(await isRunning(c.pid, c.pidStart, procRoot))) continue;
+      const uidMappings = await readMap(`${procRoot}/${c.pid}/uid_map`);
+      const gidMappings = await readMap(`${procRoot}/${c.pid}/gid_map`);
+      if (!uidMappings || !gidMappings || isIdentity(uidMappings)) continue;
+      entries.push({ id: c.id, uidMappings, gidMappings, since, source: 'external', pid: c.pid, ...(c.pidStart ? { pidStart: c.pidStart } : {}), runtimeRoot: c.root });
+    }
+    await writeRegistry(opts.stateDir, entries);
+    opts.logger?.warn(`rebuilt the registry from ${entries.length} running container${entries.length === 1 ? '' : 's'}${moved ? `; the old one is ${movedTo}` : ''}`, { path });
+    return { ...(moved ? { movedTo } : {}), entries };
+  });
+}

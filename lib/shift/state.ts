@@ -1,0 +1,114 @@
+// The shift's recorded state and the O(1) question the hook asks on every
+// container start: is this rootfs already owned per the mapping? Kept apart
+// from the shift engine (lib/shift/shift.ts, embedded compressed in the build) so
+// that answering it loads none of the engine.
+
+import { lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { errnoCode, InputError, systemError } from '../errors';
+import { sameIdMap, toHost, validateIdMap, type IdMap } from '../oci/idmap';
+import type { Step } from './plan';
+
+export interface Ownership {
+  uid: IdMap;
+  gid: IdMap;
+}
+
+export interface ShiftState {
+  version: 1;
+  /** Grows with every write; the higher of file and xattr wins. */
+  seq: number;
+  rootfs: string;
+  /** The ownership before the first shift: what unshift restores. */
+  original: Ownership;
+  /** The ownership the tree has when no shift is pending. */
+  current: Ownership;
+  /** The ownership before `current`, for verification passes. */
+  previous: Ownership;
+  /** Inodes the last pass saw: the progress display's estimate of the next one. */
+  inodes?: number;
+  /** A shift that started and has not finished: its steps and the one running. */
+  pending?: { target: Ownership; steps: Step[]; index: number };
+}
+
+/**
+ * FNV-1a, 64 bits: names a rootfs's state files. Not node:crypto, whose
+ * loading alone costs the hook ~3 ms; a collision is harmless, since the
+ * state records its rootfs and a mismatch reads as no state.
+ */
+function pathKey(path: string): string {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(path)) hash = BigInt.asUintN(64, (hash ^ BigInt(byte)) * 0x100000001b3n);
+  return hash.toString(16).padStart(16, '0');
+}
+
+export function statePaths(stateDir: string, rootfs: string): { dir: string; state: string; journal: string; lock: string } {
+  const dir = join(stateDir, 'shift');
+  const key = pathKey(rootfs);
+  return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock`) };
+}
+
+export function parseState(text: string, where: string): ShiftState {
+  let value: ShiftState;
+  try {
+    value = JSON.parse(text) as ShiftState;
+  } catch (error) {
+    throw new InputError(`shift state ${where} is not valid JSON`, { cause: error, hint: 'remove it only if you know the ownership the tree has' });
+  }
+  if (value?.version !== 1 || typeof value.seq !== 'number' || !value.original || !value.current) {
+    throw new InputError(`shift state ${where} is not a version 1 record`, { hint: 'remove it only if you know the ownership the tree has' });
+  }
+  for (const own of [value.original, value.current, value.previous ?? value.current]) {
+    validateIdMap(own.uid, `shift state ${where}`);
+    validateIdMap(own.gid, `shift state ${where}`);
+  }
+  return value;
+}
+
+function readStateFile(path: string): ShiftState | undefined {
+  try {
+    return parseState(readFileSync(path, 'utf8'), path);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** The state file alone: no process spawned, for the O(1) check on the hook path. */
+export function readStateFast(stateDir: string, rootfs: string): ShiftState | undefined {
+  const state = readStateFile(statePaths(stateDir, rootfs).state);
+  return state?.rootfs === rootfs ? state : undefined;
+}
+
+
+export function sameOwnership(a: Ownership, b: Ownership): boolean {
+  return sameIdMap(a.uid, b.uid) && sameIdMap(a.gid, b.gid);
+}
+
+/** The rootfs's real path; it must be an existing directory. */
+export function resolveRootfs(rootfs: string, containerId?: string): string {
+  if (!isAbsolute(rootfs)) throw new InputError(`rootfs ${rootfs} is not an absolute path`, { containerId, path: rootfs });
+  let real: string;
+  try {
+    real = realpathSync(rootfs);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') throw new InputError(`rootfs ${rootfs} does not exist`, { containerId, path: rootfs, cause: error });
+    throw systemError('cannot resolve the rootfs', rootfs, error, { containerId });
+  }
+  if (!lstatSync(real).isDirectory()) throw new InputError(`rootfs ${rootfs} is not a directory`, { containerId, path: rootfs });
+  return real;
+}
+
+/**
+ * Whether a tree already has the target ownership, from the state file and
+ * the owner of the rootfs directory alone. Also true with no record of ours
+ * when the directory is owned as the mapping says: an engine shifted it, or
+ * we did and the state file is gone (the rootfs directory is chowned last,
+ * so its owner means the whole tree is done).
+ */
+export function alreadyShifted(root: string, target: Ownership, stateDir: string): boolean {
+  const rootOwner = lstatSync(root);
+  if (rootOwner.uid !== toHost(target.uid, 0) || rootOwner.gid !== toHost(target.gid, 0)) return false;
+  const recorded = readStateFast(stateDir, root);
+  return recorded === undefined || (!recorded.pending && sameOwnership(recorded.current, target));
+}

@@ -1,0 +1,149 @@
+// The runtime shim: at create and run, give the container a user namespace
+// when the policy says so (read config.json, allocate a range, apply the
+// spec modifiers, write config.json back atomically), then hand the
+// original argv to the real runtime. Every other command passes through;
+// delete also releases the container's range.
+
+import { basename, dirname } from 'node:path';
+import type { Config } from '../config/config';
+import { InputError, isUsernsError } from '../errors';
+import { readFileInside } from '../oci/input';
+import { parseValidated } from '../oci/json';
+import type { Logger } from '../log/logger';
+import { requestedRange, shimVerdict } from '../oci/policy';
+import { allocateRange, releaseContainer, type RangeEntry } from '../ranges/ranges';
+import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './args';
+import { applyModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
+import { rootfsPath, type Spec } from '../oci/spec';
+import { toHost } from '../oci/idmap';
+import { openPathToRootfs } from '../rootfs/access';
+import { replaceFileAtomic } from '../sys/atomic-file';
+import { resolveRuntime, runRuntime } from './runtime-exec';
+
+/** The hooks.d definitions' PATH, so the hook's `#!/usr/bin/env node` finds node the same way. */
+export const HOOK_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Variables that point the hook at the same config and log as the shim. */
+const PASSED_TO_HOOK = ['OCI_USERNS_CONFIG', 'OCI_USERNS_LOG_FILE', 'OCI_USERNS_LOG_LEVEL'];
+const HOOK_TIMEOUTS = { createRuntimeTimeout: 120, poststopTimeout: 30 };
+
+export interface ShimOptions {
+  /** The runtime arguments, exactly as the engine gave them. */
+  argv: readonly string[];
+  config: Config;
+  /** The installed oci-userns program, by its real path: the hooks it adds run it. */
+  hookPath: string;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  logger: Logger;
+  /** Where /proc is; tests point it elsewhere. */
+  procRoot?: string;
+}
+
+export interface ShimResult {
+  /** The real runtime's exit status, which the shim exits with. */
+  exitCode: number;
+  /** Problems after the runtime ran that must not change its status (a range not released). */
+  warnings: string[];
+}
+
+export function hookEnvironment(env: NodeJS.ProcessEnv): string[] {
+  return [HOOK_PATH_ENV, ...PASSED_TO_HOOK.filter((k) => env[k]).map((k) => `${k}=${env[k]}`)];
+}
+
+function readSpecFile(path: string, maxBytes: number, containerId?: string): Spec {
+  const text = readFileInside(dirname(path), basename(path), maxBytes, { containerId }).toString('utf8');
+  return parseValidated<Spec>(text, 'config', path, { containerId, path });
+}
+
+/**
+ * Before the runtime mounts anything: container root must reach the rootfs,
+ * and own it already, because the runtime creates mount points (/etc/hosts,
+ * /var/log/journal) inside it from the user namespace, before any hook runs.
+ * The createRuntime hook then finds it shifted and only checks.
+ */
+async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts: ShimOptions): Promise<void> {
+  const { config, logger } = opts;
+  await openPathToRootfs(rootfs, { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! }, { containerId: id, logger });
+  if (config.shift.mode === 'never') return;
+  // Loaded only here, as in the hook: pass-through commands must not pay for the shift engine.
+  const { ensureShifted } = await import('../shift/shift');
+  const result = await ensureShifted({ rootfs, uidMap: entry.uidMappings, gidMap: entry.gidMappings, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: id, logger });
+  logger.info(`rootfs ${result.action}`, { containerId: id, rootfs, inodes: result.inodes, changed: result.changed, ms: result.durationMs });
+}
+
+/**
+ * For create and run: gives the container a user namespace when the policy
+ * says so. Returns the range allocated, or undefined when the spec was left
+ * as it was.
+ */
+export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promise<RangeEntry | undefined> {
+  const { config, logger } = opts;
+  const specPath = args.specPath!;
+  const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
+  const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
+  if (!verdict.act) {
+    logger.debug(`${args.command}: spec left as it is (${verdict.reason})`, { containerId: args.containerId, bundle: args.bundle });
+    return undefined;
+  }
+  const id = args.containerId;
+  if (id === undefined) {
+    throw new InputError(`cannot tell the container id in '${opts.argv.join(' ')}'${args.unknown.length > 0 ? ` (options unknown to oci-userns: ${args.unknown.join(', ')})` : ''}`, {
+      path: specPath,
+      hint: 'write options with values as --option=value, or set io.oci-userns.userns=off for this container',
+    });
+  }
+  const entry = await allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requestedRange(spec, config.pool.blockSize), source: 'shim', logger, procRoot: opts.procRoot });
+  // Until config.json names the range, nothing uses it: give it back on any failure.
+  try {
+    const rootfs = rootfsPath(spec, args.bundle!);
+    if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
+    const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+    const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, hooks, systemd: verdict.systemd }));
+    await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: id });
+  } catch (error) {
+    await releaseContainer({ stateDir: config.stateDir, id, logger });
+    throw error;
+  }
+  logger.info(`${args.command}: gave container ${id} a user namespace (${verdict.reason})`, { containerId: id, bundle: args.bundle, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings });
+  return entry;
+}
+
+/** Whether the container is gone once the runtime returned `exitCode`, so its range can go. */
+function containerGone(args: RuntimeArgs, exitCode: number, allocated: boolean): boolean {
+  switch (args.command) {
+    case 'delete':
+      // With crun's --regex the ids are not known here; the poststop hook releases them.
+      return exitCode === 0 && args.options.regex === undefined;
+    case 'create':
+      return allocated && exitCode !== 0;
+    case 'run':
+      return allocated && args.options.keep === undefined && (exitCode !== 0 || args.options.detach === undefined);
+    default:
+      return false;
+  }
+}
+
+export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
+  const args = parseRuntimeArgs(opts.argv, opts.cwd);
+  const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.hookPath, opts.cwd);
+  const allocated = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts) : undefined;
+  const release = () => releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
+  let exitCode: number;
+  try {
+    exitCode = await runRuntime({ path: runtime, argv: opts.argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
+  } catch (error) {
+    if (allocated) await release();
+    throw error;
+  }
+  const warnings: string[] = [];
+  if (args.containerId !== undefined && containerGone(args, exitCode, allocated !== undefined)) {
+    try {
+      await release();
+    } catch (error) {
+      if (!isUsernsError(error)) throw error;
+      opts.logger.error(`the range of container ${args.containerId} was not released: ${error.message}`, { containerId: args.containerId });
+      warnings.push(`the range of container ${args.containerId} was not released: ${error.message}`);
+    }
+  }
+  return { exitCode, warnings };
+}

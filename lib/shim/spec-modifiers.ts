@@ -1,0 +1,155 @@
+// What the runtime shim changes in a container's config.json, one named
+// change per function, each pure (spec in, new spec out, the input left
+// as it was), composed into a list by userNamespaceModifiers.
+
+import { normalize } from 'node:path';
+import type { IdMapping } from '../oci/idmap';
+import { SOURCE_ANNOTATION } from '../oci/policy';
+import type { HookStageName, Spec, SpecHook, SpecMount, SpecNamespace } from '../oci/spec';
+
+export type SpecModifier = (spec: Spec) => Spec;
+
+export const CGROUP_MOUNT_POINT = '/sys/fs/cgroup';
+
+/** Adds a namespace of this type (new, without a path) unless the spec has one. */
+export function addNamespace(type: string): SpecModifier {
+  return (spec) => {
+    const namespaces: SpecNamespace[] = spec.linux?.namespaces ?? [];
+    if (namespaces.some((ns) => ns.type === type)) return spec;
+    return { ...spec, linux: { ...spec.linux, namespaces: [...namespaces, { type }] } };
+  };
+}
+
+export const addUserNamespace: SpecModifier = addNamespace('user');
+export const addCgroupNamespace: SpecModifier = addNamespace('cgroup');
+
+/** Sets the user namespace's uid and gid mappings. */
+export function setIdMappings(mappings: { uidMappings: readonly IdMapping[]; gidMappings: readonly IdMapping[] }): SpecModifier {
+  return (spec) => ({
+    ...spec,
+    linux: { ...spec.linux, uidMappings: mappings.uidMappings.map((m) => ({ ...m })), gidMappings: mappings.gidMappings.map((m) => ({ ...m })) },
+  });
+}
+
+const isCgroupMount = (m: SpecMount) => normalize(m.destination) === CGROUP_MOUNT_POINT;
+
+/**
+ * Makes /sys/fs/cgroup writable, which systemd needs to create its own
+ * cgroups in the subtree the hook delegates; mounts it when nothing is
+ * mounted there (with a cgroup namespace, that is the container's own subtree).
+ */
+export const makeCgroupMountWritable: SpecModifier = (spec) => {
+  const mounts = spec.mounts ?? [];
+  if (!mounts.some(isCgroupMount)) {
+    return { ...spec, mounts: [...mounts, { destination: CGROUP_MOUNT_POINT, type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'rw'] }] };
+  }
+  return {
+    ...spec,
+    mounts: mounts.map((m) => {
+      if (!isCgroupMount(m)) return m;
+      const options = (m.options ?? []).filter((o) => o !== 'ro');
+      return { ...m, options: options.includes('rw') ? options : [...options, 'rw'] };
+    }),
+  };
+};
+
+/**
+ * Mounting sysfs needs the network namespace to belong to the container's
+ * user namespace; a network namespace joined by path (podman's, CNI's) or
+ * the host's belongs to the host's, and runc fails with "mount sysfs:
+ * operation not permitted". Then /sys is bind-mounted read-only instead,
+ * as podman does for user-namespaced containers on a shared network.
+ */
+export const bindSysWhenNetworkShared: SpecModifier = (spec) => {
+  const network = spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+  if (network !== undefined && !network.path) return spec;
+  const isSysfs = (m: SpecMount) => normalize(m.destination) === '/sys' && m.type === 'sysfs';
+  if (!(spec.mounts ?? []).some(isSysfs)) return spec;
+  return {
+    ...spec,
+    mounts: spec.mounts!.map((m) => (isSysfs(m) ? { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] } : m)),
+  };
+};
+
+/**
+ * A network namespace joined by path belongs to the host's user namespace,
+ * so the container cannot write its net.* sysctls (runc: "open
+ * /proc/sys/net/ipv4/ping_group_range: permission denied"); the engine that
+ * made the namespace set it up. Those keys are dropped; the rest stay.
+ */
+export const dropNetSysctlsWhenNetworkJoined: SpecModifier = (spec) => {
+  const network = spec.linux?.namespaces?.find((ns) => ns.type === 'network');
+  const sysctl = spec.linux?.sysctl as Record<string, string> | undefined;
+  if (!network?.path || sysctl === undefined) return spec;
+  const kept = Object.fromEntries(Object.entries(sysctl).filter(([key]) => !key.startsWith('net.')));
+  if (Object.keys(kept).length === Object.keys(sysctl).length) return spec;
+  return { ...spec, linux: { ...spec.linux, sysctl: kept } };
+};
+
+export interface OurHooks {
+  /** The installed oci-userns program, by its real path (runtimes exec it directly). */
+  path: string;
+  /** The hook's environment: runtimes give hooks none unless the spec says. */
+  env: string[];
+  createRuntimeTimeout?: number;
+  poststopTimeout?: number;
+}
+
+const sameHook = (a: SpecHook, b: SpecHook) => a.path === b.path && JSON.stringify(a.args ?? []) === JSON.stringify(b.args ?? []);
+
+/**
+ * Adds `oci-userns hook createRuntime` (shift the rootfs, delegate the
+ * cgroup) and `oci-userns hook poststop` (release the range) after the
+ * spec's own hooks; a stage that already runs the same hook (from hooks.d)
+ * does not get it twice.
+ */
+export function addHooks(ours: OurHooks): SpecModifier {
+  const hook = (stage: HookStageName, timeout: number | undefined): SpecHook => ({
+    path: ours.path,
+    args: ['oci-userns', 'hook', stage],
+    env: [...ours.env],
+    ...(timeout === undefined ? {} : { timeout }),
+  });
+  const wanted: Array<[HookStageName, SpecHook]> = [
+    ['createRuntime', hook('createRuntime', ours.createRuntimeTimeout)],
+    ['poststop', hook('poststop', ours.poststopTimeout)],
+  ];
+  return (spec) => {
+    const hooks = { ...spec.hooks };
+    for (const [stage, h] of wanted) {
+      const existing = hooks[stage] ?? [];
+      if (!existing.some((e) => sameHook(e, h))) hooks[stage] = [...existing, h];
+    }
+    return { ...spec, hooks };
+  };
+}
+
+export function setAnnotation(key: string, value: string): SpecModifier {
+  return (spec) => ({ ...spec, annotations: { ...spec.annotations, [key]: value } });
+}
+
+export function applyModifiers(spec: Spec, modifiers: readonly SpecModifier[]): Spec {
+  return modifiers.reduce((s, modify) => modify(s), spec);
+}
+
+export interface UserNamespaceChange {
+  uidMappings: readonly IdMapping[];
+  gidMappings: readonly IdMapping[];
+  hooks: OurHooks;
+  /** A systemd container also gets a writable /sys/fs/cgroup. */
+  systemd: boolean;
+}
+
+/** The shim's pipeline for a container it gives a user namespace. */
+export function userNamespaceModifiers(change: UserNamespaceChange): SpecModifier[] {
+  return [
+    addUserNamespace,
+    setIdMappings(change),
+    addCgroupNamespace,
+    bindSysWhenNetworkShared,
+    dropNetSysctlsWhenNetworkJoined,
+    ...(change.systemd ? [makeCgroupMountWritable] : []),
+    addHooks(change.hooks),
+    setAnnotation(SOURCE_ANNOTATION, 'shim'),
+  ];
+}
