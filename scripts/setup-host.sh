@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc crun podman uidmap acl attr libcap2-bin debootstrap systemd-container busybox-static util-linux time)
+packages=(runc crun podman uidmap acl attr libcap2-bin debootstrap systemd-container busybox-static util-linux time containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,3 +26,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build --silent
+# containerd 1.7 for the CRI tests, cached outside the repository (never installed system-wide).
+scripts/containerd-cache.sh >/dev/null
