@@ -28,6 +28,13 @@ export function isSystemdContainer(spec: Spec): boolean {
 export interface ShimVerdict {
   /** The shim allocates a range and gives the container a user namespace. */
   act: boolean;
+  /**
+   * The engine gave the user namespace (containerd 1.7 for a kubelet pod
+   * with hostUsers: false) and the container is systemd: the shim adds
+   * what systemd needs there (hooks, cgroup namespace, writable cgroup,
+   * tmpfs /run), without allocating.
+   */
+  complete: boolean;
   systemd: boolean;
   /** Why, for the log. */
   reason: string;
@@ -35,15 +42,19 @@ export interface ShimVerdict {
 
 /**
  * Whether the shim gives this container a user namespace. A spec with one
- * already is left alone (the engine chose its mappings; the hooks guard
- * them); then the annotations decide; then the configured policy:
+ * already keeps it (the engine chose its mappings; the hooks guard them),
+ * and is completed when it is a systemd container that did not opt out;
+ * then the annotations decide; then the configured policy:
  * 'systemd' (systemd containers), 'always', or 'annotation' (only on request).
  */
 export function shimVerdict(spec: Spec, policy: ShimPolicy, containerId?: string): ShimVerdict {
   const systemd = isSystemdContainer(spec);
-  const verdict = (act: boolean, reason: string): ShimVerdict => ({ act, systemd, reason });
-  if (hasUserNamespace(spec)) return verdict(false, 'the spec has a user namespace already');
+  const verdict = (act: boolean, reason: string, complete = false): ShimVerdict => ({ act, complete, systemd, reason });
   const asked = spec.annotations?.[USERNS_ANNOTATION];
+  if (hasUserNamespace(spec)) {
+    const optedOut = asked === 'off' || spec.annotations?.[HOOK_ENABLE_ANNOTATION] === 'false';
+    return verdict(false, 'the spec has a user namespace already', systemd && !optedOut);
+  }
   if (asked !== undefined && asked !== 'auto' && asked !== 'off') {
     throw new InputError(`annotation ${USERNS_ANNOTATION} is '${asked}'`, { containerId, hint: "use 'auto' to ask for a user namespace or 'off' to opt out" });
   }

@@ -13,12 +13,13 @@ import type { Logger } from '../log/logger';
 import { requestedRange, shimVerdict } from '../oci/policy';
 import { allocateRange, releaseContainer, type RangeEntry } from '../ranges/ranges';
 import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './args';
-import { applyModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
+import { applyModifiers, systemdModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
 import { rootfsPath, type Spec } from '../oci/spec';
 import { toHost } from '../oci/idmap';
 import { openPathToRootfs } from '../rootfs/access';
 import { replaceFileAtomic } from '../sys/atomic-file';
 import { resolveRuntime, runRuntime } from './runtime-exec';
+import { killArgv } from './stop-signal';
 
 /** The hooks.d definitions' PATH, so the hook's `#!/usr/bin/env node` finds node the same way. */
 export const HOOK_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -72,6 +73,19 @@ async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts
 }
 
 /**
+ * A systemd container in a user namespace the engine made (containerd 1.7
+ * for a kubelet pod with hostUsers: false): what systemd needs there is
+ * added; the mappings stay the engine's, and no range is allocated (the
+ * hook records the engine's range).
+ */
+async function completeSystemdSpec(spec: Spec, specPath: string, args: RuntimeArgs, opts: ShimOptions): Promise<void> {
+  const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+  const changed = applyModifiers(spec, systemdModifiers(hooks));
+  await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: args.containerId });
+  opts.logger.info(`${args.command}: completed systemd container ${args.containerId} in the engine's user namespace`, { containerId: args.containerId, bundle: args.bundle });
+}
+
+/**
  * For create and run: gives the container a user namespace when the policy
  * says so. Returns the range allocated, or undefined when the spec was left
  * as it was.
@@ -81,6 +95,10 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promi
   const specPath = args.specPath!;
   const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
   const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
+  if (verdict.complete) {
+    await completeSystemdSpec(spec, specPath, args, opts);
+    return undefined;
+  }
   if (!verdict.act) {
     logger.debug(`${args.command}: spec left as it is (${verdict.reason})`, { containerId: args.containerId, bundle: args.bundle });
     return undefined;
@@ -130,7 +148,8 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const release = () => releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
   let exitCode: number;
   try {
-    exitCode = await runRuntime({ path: runtime, argv: opts.argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
+    const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
+    exitCode = await runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
   } catch (error) {
     if (allocated) await release();
     throw error;

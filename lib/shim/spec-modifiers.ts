@@ -4,7 +4,7 @@
 
 import { normalize } from 'node:path';
 import type { IdMapping } from '../oci/idmap';
-import { SOURCE_ANNOTATION } from '../oci/policy';
+import { SOURCE_ANNOTATION, SYSTEMD_ANNOTATION } from '../oci/policy';
 import type { HookStageName, Spec, SpecHook, SpecMount, SpecNamespace } from '../oci/spec';
 
 export type SpecModifier = (spec: Spec) => Spec;
@@ -51,6 +51,41 @@ export const makeCgroupMountWritable: SpecModifier = (spec) => {
       return { ...m, options: options.includes('rw') ? options : [...options, 'rw'] };
     }),
   };
+};
+
+/**
+ * Mounts a tmpfs at `destination` unless something is mounted there already
+ * (podman --systemd=always mounts /run and /run/lock; CRI engines do not,
+ * and systemd then fails "Failed to mount tmpfs at /run: Operation not
+ * permitted" from inside the user namespace).
+ */
+export function mountTmpfsWhenAbsent(destination: string, options: readonly string[]): SpecModifier {
+  return (spec) => {
+    const mounts = spec.mounts ?? [];
+    if (mounts.some((m) => normalize(m.destination) === destination)) return spec;
+    return { ...spec, mounts: [...mounts, { destination, type: 'tmpfs', source: 'tmpfs', options: [...options] }] };
+  };
+}
+
+/** What systemd's own units and podman's systemd mode give /run and /run/lock. */
+export const mountRunTmpfs: SpecModifier = mountTmpfsWhenAbsent('/run', ['nosuid', 'nodev', 'mode=755']);
+export const mountRunLockTmpfs: SpecModifier = mountTmpfsWhenAbsent('/run/lock', ['nosuid', 'nodev', 'noexec']);
+
+/** Flags the kernel locks on a mount seen from a less privileged user namespace (mount_namespaces(7), "MNT_LOCK_*"). */
+const LOCKED_SHM_FLAGS = ['nosuid', 'nodev', 'noexec'];
+
+/**
+ * containerd's /dev/shm is a bind of the sandbox's nosuid, nodev, noexec
+ * tmpfs. From a new user namespace those flags are locked, and a bind
+ * (or its read-only remount) that leaves one out fails with EPERM (runc:
+ * "mount ... /dev/shm ... flags: 0x5021: operation not permitted"). The
+ * bind keeps them; /dev/shm never wants exec, devices or setuid.
+ */
+export const keepShmBindFlags: SpecModifier = (spec) => {
+  const isShmBind = (m: SpecMount) => normalize(m.destination) === '/dev/shm' && (m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind'));
+  const lacking = (m: SpecMount) => LOCKED_SHM_FLAGS.filter((flag) => !(m.options ?? []).includes(flag));
+  if (!(spec.mounts ?? []).some((m) => isShmBind(m) && lacking(m).length > 0)) return spec;
+  return { ...spec, mounts: spec.mounts!.map((m) => (isShmBind(m) ? { ...m, options: [...(m.options ?? []), ...lacking(m)] } : m)) };
 };
 
 /**
@@ -132,11 +167,21 @@ export function applyModifiers(spec: Spec, modifiers: readonly SpecModifier[]): 
   return modifiers.reduce((s, modify) => modify(s), spec);
 }
 
+/**
+ * What a systemd container needs in a user namespace, whoever made it: the
+ * hooks (shift the rootfs, delegate the cgroup, release), its own cgroup
+ * namespace with /sys/fs/cgroup writable, tmpfs on /run and /run/lock,
+ * and the mark that tells the shim's `kill` to stop it with SIGRTMIN+3.
+ */
+export function systemdModifiers(hooks: OurHooks): SpecModifier[] {
+  return [addCgroupNamespace, makeCgroupMountWritable, mountRunTmpfs, mountRunLockTmpfs, keepShmBindFlags, addHooks(hooks), setAnnotation(SYSTEMD_ANNOTATION, 'true')];
+}
+
 export interface UserNamespaceChange {
   uidMappings: readonly IdMapping[];
   gidMappings: readonly IdMapping[];
   hooks: OurHooks;
-  /** A systemd container also gets a writable /sys/fs/cgroup. */
+  /** A systemd container also gets systemdModifiers. */
   systemd: boolean;
 }
 
@@ -148,8 +193,8 @@ export function userNamespaceModifiers(change: UserNamespaceChange): SpecModifie
     addCgroupNamespace,
     bindSysWhenNetworkShared,
     dropNetSysctlsWhenNetworkJoined,
-    ...(change.systemd ? [makeCgroupMountWritable] : []),
-    addHooks(change.hooks),
+    keepShmBindFlags,
+    ...(change.systemd ? systemdModifiers(change.hooks) : [addHooks(change.hooks)]),
     setAnnotation(SOURCE_ANNOTATION, 'shim'),
   ];
 }

@@ -26,7 +26,7 @@ const acts = (s: Spec, policy: ShimPolicy) => shimVerdict(s, policy).act;
 
 const verdict = suite('shimVerdict: does the runtime shim give a container a user namespace');
 verdict('policy systemd (the default): podman --systemd=always yes, a plain podman container no', () => {
-  assert.equal(shimVerdict(fixture('config-podman4.3-systemd.json'), 'systemd'), { act: true, systemd: true, reason: 'policy systemd: a systemd container' });
+  assert.equal(shimVerdict(fixture('config-podman4.3-systemd.json'), 'systemd'), { act: true, complete: false, systemd: true, reason: 'policy systemd: a systemd container' });
   assert.not.ok(acts(fixture('config-podman4.3-plain.json'), 'systemd'));
   assert.not.ok(acts(fixture('config-runc1.1.5-spec.json'), 'systemd'));
 });
@@ -40,7 +40,15 @@ verdict('policy annotation: only io.oci-userns.userns=auto, systemd or not', () 
 verdict('a spec with a user namespace is left alone under every policy and annotation', () => {
   const withUserns = fixture('config-podman4.3-userns-auto-systemd.json');
   withUserns.annotations = { ...withUserns.annotations, 'io.oci-userns.userns': 'auto' };
-  for (const policy of POLICIES) assert.equal(shimVerdict(withUserns, policy), { act: false, systemd: true, reason: 'the spec has a user namespace already' }, policy);
+  for (const policy of POLICIES) assert.equal(shimVerdict(withUserns, policy), { act: false, complete: true, systemd: true, reason: 'the spec has a user namespace already' }, policy);
+});
+verdict("a systemd container in the engine's user namespace is completed, the pod's sandbox and opted-out containers are not", () => {
+  const container = fixture('config-containerd1.7.24-userns-pod-container.json');
+  assert.equal(shimVerdict(container, 'systemd'), { act: false, complete: true, systemd: true, reason: 'the spec has a user namespace already' });
+  assert.is(shimVerdict(fixture('config-containerd1.7.24-userns-pod-sandbox.json'), 'always').complete, false);
+  for (const optOut of [{ 'io.oci-userns.userns': 'off' }, { 'io.oci-userns.enable': 'false' }] as Array<Record<string, string>>) {
+    assert.is(shimVerdict({ ...container, annotations: { ...container.annotations, ...optOut } }, 'always').complete, false, JSON.stringify(optOut));
+  }
 });
 verdict('io.oci-userns.userns=auto asks, =off and io.oci-userns.enable=false opt out, under every policy', () => {
   for (const policy of POLICIES) {

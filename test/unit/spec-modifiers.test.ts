@@ -12,9 +12,13 @@ import {
   applyModifiers,
   bindSysWhenNetworkShared,
   dropNetSysctlsWhenNetworkJoined,
+  keepShmBindFlags,
   makeCgroupMountWritable,
+  mountRunLockTmpfs,
+  mountRunTmpfs,
   setAnnotation,
   setIdMappings,
+  systemdModifiers,
   userNamespaceModifiers,
   type SpecModifier,
 } from '../../lib/shim/spec-modifiers';
@@ -163,3 +167,55 @@ pipeline('runc spec run as systemd: the cgroup mount becomes rw; as a plain cont
   assert.ok(hasUserNamespace(plain));
 });
 pipeline.run();
+
+const CONTAINERD_CONTAINER = 'config-containerd1.7.24-userns-pod-container.json';
+const CONTAINERD_SANDBOX = 'config-containerd1.7.24-userns-pod-sandbox.json';
+
+const runTmpfs = suite('mountRunTmpfs, mountRunLockTmpfs');
+runTmpfs("containerd's container spec (nothing on /run) gets tmpfs /run then /run/lock", () => {
+  const before = fixture(CONTAINERD_CONTAINER);
+  const after = mountRunLockTmpfs(mountRunTmpfs(before));
+  assert.equal(before, fixture(CONTAINERD_CONTAINER), 'the input was changed');
+  assert.equal(after.mounts!.slice(-2), [
+    { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755'] },
+    { destination: '/run/lock', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec'] },
+  ]);
+  assert.equal(after.mounts!.slice(0, -2), before.mounts);
+});
+runTmpfs('podman --systemd=always mounts them already: unchanged', () => {
+  const podman = fixture('config-podman4.3-systemd.json');
+  assert.is(mountRunLockTmpfs(mountRunTmpfs(podman)), podman);
+});
+runTmpfs.run();
+
+const shm = suite('keepShmBindFlags');
+shm("containerd's container /dev/shm bind (rbind, rprivate, rw) gains nosuid, nodev, noexec; other mounts unchanged", () => {
+  const before = fixture(CONTAINERD_CONTAINER);
+  const after = keepShmBindFlags(before);
+  assert.equal(after.mounts!.find((m) => m.destination === '/dev/shm')!.options, ['rbind', 'rprivate', 'rw', 'nosuid', 'nodev', 'noexec']);
+  assert.equal(after.mounts!.filter((m) => m.destination !== '/dev/shm'), before.mounts!.filter((m) => m.destination !== '/dev/shm'));
+});
+shm("the sandbox's bind has them already, and a tmpfs /dev/shm is not a bind: unchanged", () => {
+  const sandbox = fixture(CONTAINERD_SANDBOX);
+  assert.is(keepShmBindFlags(sandbox), sandbox);
+  onEverySpec(keepShmBindFlags, (after, before, name) => assert.equal(after, before, name));
+});
+shm.run();
+
+const systemdPipeline = suite('systemdModifiers: a systemd container in the user namespace containerd 1.7 gave the pod');
+systemdPipeline("the real containerd spec comes out bootable: hooks, cgroup namespace, rw cgroup, /run tmpfs; the pod's namespaces and mappings kept", () => {
+  const before = fixture(CONTAINERD_CONTAINER);
+  assert.ok(systemdSpecProblems(before).length > 0, 'the captured spec cannot boot systemd as it is');
+  const after = applyModifiers(before, systemdModifiers(HOOKS));
+  assert.equal(systemdSpecProblems(after), []);
+  assert.equal(after.linux!.namespaces, before.linux!.namespaces, 'the joined user, network, ipc, uts namespaces stay (cgroup was there)');
+  assert.equal(specMappings(after), specMappings(before));
+  assert.equal(after.hooks!.createRuntime!.map((h) => h.args), [['oci-userns', 'hook', 'createRuntime']]);
+  assert.equal(after.hooks!.poststop!.map((h) => h.args), [['oci-userns', 'hook', 'poststop']]);
+  assert.ok(after.mounts!.find((m) => m.destination === '/sys/fs/cgroup')!.options!.includes('rw'));
+  assert.ok(after.mounts!.some((m) => m.destination === '/run' && m.type === 'tmpfs'));
+  assert.is(after.annotations!['io.oci-userns.systemd'], 'true');
+  assert.is(after.annotations!['io.oci-userns.source'], undefined, 'the range is not the shim\'s');
+  assert.equal(applyModifiers(after, systemdModifiers(HOOKS)), after, 'applying twice changes nothing');
+});
+systemdPipeline.run();
