@@ -10,6 +10,8 @@ import { DEFAULTS } from '../lib/config/config';
 import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
 import { openHookLogger } from '../lib/log/hook-log';
 import { nullLogger, type Logger } from '../lib/log/logger';
+import { parseRuntimeArgs } from '../lib/shim/args';
+import { writeRuntimeLogError } from '../lib/shim/runtime-log';
 import { runShimCommand } from '../lib/shim/shim';
 
 export const SHIM_PREFIX = 'oci-userns runtime';
@@ -37,12 +39,16 @@ export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
     for (const warning of result.warnings) writeError(`${SHIM_PREFIX}: warning: ${warning}\n`);
     return result.exitCode;
   } catch (error) {
+    // containerd reads a failed runtime's error from --log, not from stderr.
+    const toEngineLog = (message: string) => writeRuntimeLogError(parseRuntimeArgs(argv, process.cwd()), `${SHIM_PREFIX}: ${message}`);
     if (isUsernsError(error)) {
       logger.error(`${SHIM_PREFIX}: ${error.message}`, { containerId: error.containerId, argv });
       writeError(`${SHIM_PREFIX}: ${error.message}\n`);
+      toEngineLog(error.message);
       return error.exitCode;
     }
     writeError(`${SHIM_PREFIX}: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
+    toEngineLog(`internal error: ${error instanceof Error ? error.message : String(error)}`);
     return INTERNAL_EXIT_CODE;
   }
 }
@@ -60,6 +66,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   } catch (error) {
     if (!isUsernsError(error)) throw error;
     stderrLine(`${SHIM_PREFIX}: ${error.message}\n`);
+    writeRuntimeLogError(parseRuntimeArgs(argv, process.cwd()), `${SHIM_PREFIX}: ${error.message}`);
     const logger = openHookLogger({ file: env.OCI_USERNS_LOG_FILE ?? DEFAULTS.logFile, level: 'error', fields: { command: 'runtime' } });
     logger.error(`${SHIM_PREFIX}: ${error.message}`, { argv });
     await logger.close();
