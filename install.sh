@@ -21,6 +21,8 @@ usage: ./install.sh [options]          install (builds dist/ first if needed)
                       (podman, buildah: hooks_dir and the oci-userns runtime)
   --crio              add /etc/crio/crio.conf.d/50-oci-userns.conf
                       (CRI-O: hooks_dir and the oci-userns runtime handler)
+  --containerd        add /etc/containerd/conf.d/50-oci-userns.toml (containerd's CRI:
+                      the oci-userns runtime handler; config.toml must import it)
   --no-build          fail instead of building when dist/ is missing or outdated
   --uninstall         remove the files listed in PREFIX's install manifest
   DESTDIR=DIR         stage everything under DIR (packaging); paths inside files stay final
@@ -35,6 +37,7 @@ DEFAULT_CONFIG=/etc/containers/oci-userns.json
 NODE=""
 CONTAINERS_CONF=""
 CRIO=""
+CONTAINERD=""
 BUILD=yes
 ACTION=install
 
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
     --node=*) NODE=${1#*=}; shift ;;
     --containers-conf) CONTAINERS_CONF=yes; shift ;;
     --crio) CRIO=yes; shift ;;
+    --containerd) CONTAINERD=yes; shift ;;
     --no-build) BUILD=no; shift ;;
     --uninstall) ACTION=uninstall; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -301,9 +305,34 @@ hooks_dir = $(hooks_dirs_toml)
 [crio.runtime.runtimes.oci-userns]
 runtime_path = "$runtime"
 runtime_type = "oci"
-allowed_annotations = ["io.oci-userns.enable", "io.kubernetes.cri-o.userns-mode", "io.kubernetes.cri-o.cgroup2-mount-hierarchy-rw"]
+# Only CRI-O's own annotation names are accepted here (another name makes
+# crio refuse to start, or drop the handler); io.oci-userns.* pod
+# annotations reach the containers' specs without being listed.
+allowed_annotations = ["io.kubernetes.cri-o.userns-mode"]
 EOF
   put "$STAGE/crio.conf" /etc/crio/crio.conf.d/50-oci-userns.conf 0644
+fi
+
+if [ -n "$CONTAINERD" ]; then
+  cat >"$STAGE/containerd.toml" <<EOF
+# Written by oci-userns install.sh; install.sh --uninstall removes it.
+# containerd reads it when /etc/containerd/config.toml (version 2) has
+#   imports = ["/etc/containerd/conf.d/*.toml"]
+version = 2
+
+# A RuntimeClass with handler "oci-userns" runs pods through the runtime
+# shim, behind containerd's runc shim; io.oci-userns.* pod annotations
+# reach the containers' specs.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oci-userns]
+  runtime_type = "io.containerd.runc.v2"
+  pod_annotations = ["io.oci-userns.*"]
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oci-userns.options]
+    BinaryName = "$runtime"
+EOF
+  put "$STAGE/containerd.toml" /etc/containerd/conf.d/50-oci-userns.toml 0644
+  if ! grep -qs '^[[:space:]]*imports[[:space:]]*=.*conf\.d' "$DEST/etc/containerd/config.toml"; then
+    echo "oci-userns: add imports = [\"/etc/containerd/conf.d/*.toml\"] to /etc/containerd/config.toml, then restart containerd" >&2
+  fi
 fi
 
 # The admin's config file is never touched; one an earlier install wrote
@@ -367,7 +396,7 @@ fi
 
 if [ "$HOOKS_DIR" = /usr/share/containers/oci/hooks.d ]; then
   echo "oci-userns: done; podman and CRI-O read $HOOKS_DIR by default."
-elif [ -n "$CONTAINERS_CONF$CRIO" ]; then
+elif [ -n "$CONTAINERS_CONF$CRIO$CONTAINERD" ]; then
   echo "oci-userns: done; the drop-ins name $HOOKS_DIR in hooks_dir (engines read only the folders listed there, or their default /usr/share/containers/oci/hooks.d)."
 else
   echo "oci-userns: done; engines read $HOOKS_DIR only when told: podman --hooks-dir, or hooks_dir in containers.conf / crio.conf (--containers-conf, --crio)."

@@ -2,7 +2,7 @@
 // valid, that a second run changes nothing, and that --uninstall leaves an
 // empty tree. Runs the real script against the built dist/ bundle.
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
@@ -86,6 +86,28 @@ test('installs program, runtime alias, hooks.d files, drop-ins and a default con
   assert.is(version.exitCode, 0, version.stderr);
   const check = await execa(program, ['validate', '--kind', 'hooks', join(dest, 'usr/share/containers/oci/hooks.d', HOOK_FILES[0]!)], { reject: false });
   assert.is(check.exitCode, 0, check.stderr);
+});
+
+test("--crio allows only CRI-O's own annotation names (crio refuses others); --containerd writes the handler", async () => {
+  const result = await install(['--crio', '--containerd']);
+  assert.is(result.exitCode, 0, result.all);
+  const crioConf = readFileSync(join(dest, 'etc/crio/crio.conf.d/50-oci-userns.conf'), 'utf8');
+  const allowed = JSON.parse(/^allowed_annotations = (\[.*\])$/m.exec(crioConf)![1]!) as string[];
+  assert.equal(allowed.filter((name) => !name.startsWith('io.kubernetes.cri-o.')), [], crioConf);
+  const drop = join(dest, 'etc/containerd/conf.d/50-oci-userns.toml');
+  const toml = readFileSync(drop, 'utf8');
+  assert.match(toml, /^\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.oci-userns\]\n {2}runtime_type = "io\.containerd\.runc\.v2"\n {2}pod_annotations = \["io\.oci-userns\.\*"\]$/m);
+  assert.match(toml, /^ {4}BinaryName = "\/usr\/local\/bin\/oci-userns-runtime"$/m);
+  assert.match(result.stderr, /imports = \["\/etc\/containerd\/conf\.d\/\*\.toml"\]/, 'says how config.toml reads the drop-in');
+  // containerd itself reads the drop-in, when the CRI tests cached it (scripts/containerd-cache.sh).
+  const containerd = '/var/cache/oci-userns-dev/containerd/root/usr/bin/containerd';
+  if (!existsSync(containerd)) return console.log(`SKIPPED (part) containerd config dump: ${containerd} is not cached`);
+  const main = join(dest, 'config.toml');
+  writeFileSync(main, `version = 2\nimports = ["${drop}"]\n`);
+  const dump = await execa(containerd, ['--config', main, 'config', 'dump'], { reject: false, all: true });
+  assert.is(dump.exitCode, 0, dump.all);
+  assert.match(dump.stdout, /BinaryName = "\/usr\/local\/bin\/oci-userns-runtime"/);
+  assert.match(dump.stdout, /pod_annotations = \["io\.oci-userns\.\*"\]/);
 });
 
 test('a second install changes nothing and says so', async () => {
