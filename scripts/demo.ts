@@ -6,7 +6,7 @@
 // removes the container and the temporary tree.
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveCgroupDir, unifiedCgroupPath } from '../lib/cgroup/cgroup';
+import { resolveCgroupDir, unifiedCgroupPath } from '../lib/cgroup/delegate';
 import { cgroup2Mount } from '../lib/sys/mountinfo';
 import { buildProgram, buildSpec, debianRootfs, programHook, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig } from '../test/e2e/harness';
 

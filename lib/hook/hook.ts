@@ -5,7 +5,8 @@
 // line and one log line.
 
 import { promises as fs } from 'node:fs';
-import { delegateCgroup, systemdSpecProblems } from '../cgroup/cgroup';
+import { delegateCgroup } from '../cgroup/delegate';
+import { systemdSpecProblems } from '../cgroup/spec-check';
 import type { Config } from '../config/config';
 import { errnoCode, InputError, RefusedError, systemError } from '../errors';
 import { formatIdMap, parseProcIdMap, toHost, type IdMapping } from '../oci/idmap';

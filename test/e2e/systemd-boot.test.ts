@@ -10,7 +10,7 @@ import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolveCgroupDir, unifiedCgroupPath } from '../../lib/cgroup/cgroup';
+import { resolveCgroupDir, unifiedCgroupPath } from '../../lib/cgroup/delegate';
 import { cgroup2Mount } from '../../lib/sys/mountinfo';
 import { shiftTree } from '../../lib/shift/shift';
 import {

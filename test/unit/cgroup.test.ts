@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { delegateCgroup, resolveCgroupDir, systemdSpecProblems, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/cgroup';
+import { delegateCgroup, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/delegate';
+import { systemdSpecProblems } from '../../lib/cgroup/spec-check';
 import { HostError, InputError, RefusedError } from '../../lib/errors';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc

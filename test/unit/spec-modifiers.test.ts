@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { systemdSpecProblems } from '../../lib/cgroup/cgroup';
+import { systemdSpecProblems } from '../../lib/cgroup/spec-check';
 import { shimVerdict } from '../../lib/oci/policy';
 import { hasUserNamespace, specMappings, type Spec } from '../../lib/oci/spec';
 import {

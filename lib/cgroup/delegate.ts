@@ -1,9 +1,10 @@
-// Delegating a container's cgroup v2 subtree to the container's root, so
-// systemd as PID 1 can create init.scope and a cgroup per unit. This is the
-// "cgroup ownership" of the runtime spec (config-linux.md), which runc 1.1
-// does only with its systemd cgroup driver: chown the container's own
-// cgroup directory and the files the kernel lists as delegatable, never the
-// controller interface files, never a parent.
+// Finding a container's cgroup v2 directory and delegating it to the
+// container's root, so systemd as PID 1 can create init.scope and a cgroup
+// per unit. This is the "cgroup ownership" of the runtime spec
+// (config-linux.md), which runc 1.1 does only with its systemd cgroup
+// driver: chown the container's own cgroup directory and the files the
+// kernel lists as delegatable, never the controller interface files, never
+// a parent. Whether the spec allows it at all: lib/cgroup/spec-check.ts.
 
 import { constants, promises as fs } from 'node:fs';
 import { isAbsolute, join, normalize, posix } from 'node:path';
@@ -188,25 +189,4 @@ export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateRes
   }
   opts.logger?.debug('cgroup delegated', { containerId, cgroupPath: dir, uid, gid, changed });
   return { cgroupPath: dir, changed, alreadyDelegated: changed.length === 0 };
-}
-
-/** The parts of a spec that decide whether systemd can use a delegated cgroup. */
-export interface CgroupSpecView {
-  mounts?: Array<{ destination: string; options?: string[] }>;
-  linux?: { namespaces?: Array<{ type: string }> };
-}
-
-/**
- * Why a container's spec rules out cgroup delegation under the runtime
- * spec's rules (a new cgroup namespace, /sys/fs/cgroup mounted without ro);
- * empty when delegation applies. systemd cannot run without it, so the hook
- * warns, or refuses when cgroup.strict is set, for a systemd container.
- */
-export function systemdSpecProblems(spec: CgroupSpecView): string[] {
-  const problems: string[] = [];
-  if (!(spec.linux?.namespaces ?? []).some((ns) => ns.type === 'cgroup')) problems.push('the container has no cgroup namespace');
-  const mount = [...(spec.mounts ?? [])].reverse().find((m) => normalize(m.destination).replace(/(.)\/+$/, '$1') === '/sys/fs/cgroup');
-  if (!mount) problems.push('nothing is mounted at /sys/fs/cgroup');
-  else if ((mount.options ?? []).includes('ro')) problems.push('/sys/fs/cgroup is mounted read-only');
-  return problems;
 }
