@@ -6,6 +6,9 @@ import { INTERNAL_EXIT_CODE, isUsernsError } from '../lib/errors';
 import { closeLoggers, VERSION } from './context';
 import alloc from './alloc';
 import doctor from './doctor';
+import gc from './gc';
+import ranges from './ranges';
+import release from './release';
 import shift from './shift';
 import validate from './validate';
 
@@ -21,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(HOOK_USAGE, 'OCI hook entry for runtimes: reads the state on stdin (see README)')
     .command('runtime [args..]', 'OCI runtime shim in front of runc/crun (also installed as oci-userns-runtime; see README)')
     .command([...shift])
-    .command([...alloc])
+    .command([alloc, release, ranges, gc])
     .command([...validate])
     .command([...doctor])
     .demandCommand(1, 'name a command; see --help')

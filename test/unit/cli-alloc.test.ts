@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import commands, { formatRangesTable, requestedSize } from '../../cli/alloc';
+import alloc, { requestedSize } from '../../cli/alloc';
+import gc from '../../cli/gc';
+import ranges, { formatRangesTable } from '../../cli/ranges';
+import release from '../../cli/release';
 import { closeLoggers } from '../../cli/context';
 import { InputError } from '../../lib/errors';
 import type { RangeEntry } from '../../lib/ranges/registry';
@@ -25,7 +28,7 @@ async function run(...argv: string[]): Promise<string> {
     await yargs([...argv, '--config', config])
       .option('config', { type: 'string', global: true })
       .option('json', { type: 'boolean', global: true })
-      .command([...commands])
+      .command([alloc, release, ranges, gc])
       .strict()
       .exitProcess(false)
       .fail((message, error) => {
