@@ -8,9 +8,10 @@ import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
 import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook/hook';
 import { openHookLogger } from '../lib/log/hook-log';
 import type { FileLogger } from '../lib/log/log-types';
+import { readStdinBounded, readStreamBounded } from '../lib/oci/input';
 
 export interface HookIo {
-  /** 'process' for the process's stdin, or a stream (tests). */
+  /** Where the runtime's state comes from: 'process' for the process's stdin, or a stream (tests). */
   stdin: 'process' | NodeJS.ReadableStream;
   /** Writes the one error line; the entry passes a direct write to fd 2 (process.stderr costs 3 ms to create). */
   writeError: (line: string) => void;
@@ -44,6 +45,13 @@ function parseHookArgs(args: string[]): HookArgs {
   return { stage, configPath };
 }
 
+/** The state text, bounded in size and time (config.limits); process.stdin only when fd 0 cannot be reopened. */
+async function readState(stdin: HookIo['stdin'], config: Config): Promise<string> {
+  const limits = { maxBytes: config.limits.inputBytes, timeoutMs: config.limits.stdinTimeoutMs, what: 'state on stdin' };
+  const raw = stdin === 'process' ? ((await readStdinBounded(limits)) ?? (await readStreamBounded(process.stdin, limits))) : await readStreamBounded(stdin, limits);
+  return raw.toString('utf8');
+}
+
 export async function main(args: string[], io: HookIo): Promise<number> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
@@ -56,14 +64,15 @@ export async function main(args: string[], io: HookIo): Promise<number> {
     if (!isHookStage(stage)) throw new InputError(`unknown stage '${stage}'; ${USAGE}`);
     config = await loadConfig({ path: parsed.configPath, env: io.env });
     logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { stage } });
-    const outcome: HookOutcome = await runHook({ stage, stdin: io.stdin, config, logger });
+    const stateText = await readState(io.stdin, config);
+    const outcome: HookOutcome = await runHook({ stage, stateText, config, logger });
     logger.info(outcome.outcome === 'done' ? `${stage} done` : `${stage}: nothing to do (${outcome.reason})`, {
       containerId: outcome.containerId,
       outcome: outcome.outcome,
       status: outcome.status,
       pid: outcome.pid,
       bundle: outcome.bundle,
-      ...outcome.actions,
+      ...(outcome.outcome === 'done' ? outcome.actions : {}),
       durationMs: elapsed(),
     });
     return 0;

@@ -1,0 +1,162 @@
+// Plan: what the hook does for one container at one stage, decided from
+// the state, config.json, oci-userns's config and the facts read beforehand
+// (lib/hook/read.ts), with no I/O, so every decision is testable without
+// root against the runtimes' real states and specs. lib/hook/act.ts carries
+// the plan out. Refusals are thrown here, before anything changes.
+
+import { systemdSpecProblems } from '../cgroup/spec-check';
+import type { Config, OverlapPolicy, UnmappedPolicy } from '../config/config';
+import { InputError, RefusedError } from '../errors';
+import { toHost, type IdMapping } from '../oci/idmap';
+import { HOOK_ENABLE_ANNOTATION, isSystemdContainer, NAME_ANNOTATION, SOURCE_ANNOTATION } from '../oci/policy';
+import { hasUserNamespace, processUser, type Spec } from '../oci/spec';
+import type { ContainerState } from '../oci/state';
+
+export const HOOK_STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
+export type HookStage = (typeof HOOK_STAGES)[number];
+
+export function isHookStage(value: string): value is HookStage {
+  return (HOOK_STAGES as readonly string[]).includes(value);
+}
+
+/** The container's host mappings: from config.json, or from its process when it joined a user namespace by path. */
+export interface ContainerMappings {
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+}
+
+/** What lib/hook/read.ts found out for a container that needs setting up. */
+export interface HookFacts {
+  mappings: ContainerMappings;
+  /** The rootfs, resolved once; absent when config.json names none or shift.mode is never (then it is not looked at). */
+  rootfs?: {
+    /** Its real path: an existing directory. */
+    path: string;
+    /** Owned per the mapping already (lib/shift/state.ts alreadyShifted: the state file and the directory's owner). */
+    shifted: boolean;
+  };
+}
+
+/** Whether a container needs anything at this stage, from the state and config.json alone. */
+export type Applicability = { kind: 'nothing'; reason: string } | { kind: 'release' } | { kind: 'setup'; pid: number };
+
+/** Registering the container's host ids in the registry, refusing overlaps (lib/ranges/ranges.ts guardContainer). */
+export interface GuardStep {
+  kind: 'guard';
+  name?: string;
+  source: 'shim' | 'external';
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+  overlap: OverlapPolicy;
+}
+
+/**
+ * Giving the rootfs to container root. One variant per method, so another
+ * method (an ID-mapped mount) is one more variant here and one more case in act.
+ */
+export type RootfsStep =
+  | { kind: 'none'; reason: string }
+  | { kind: 'skip'; path: string; reason: 'already shifted' }
+  | { kind: 'shift'; path: string; mode: 'auto' | 'always-verify'; unmapped: UnmappedPolicy };
+
+/** Delegating the cgroup to container root (host ids uid:gid), or why not (runtime spec rules, lib/cgroup/spec-check.ts). */
+export type CgroupStep = { kind: 'skip'; problems: string[] } | { kind: 'delegate'; pid: number; uid: number; gid: number };
+
+export type HookPlan =
+  | { kind: 'nothing'; containerId: string; reason: string }
+  | { kind: 'release'; containerId: string }
+  | {
+      kind: 'setup';
+      containerId: string;
+      pid: number;
+      range: GuardStep;
+      rootfs: RootfsStep;
+      cgroup: CgroupStep;
+      /** Logged before anything changes. */
+      warnings: string[];
+    };
+
+export interface PlanInput {
+  stage: HookStage;
+  state: ContainerState;
+  spec: Spec;
+  config: Pick<Config, 'shift' | 'cgroup' | 'overlap'>;
+  /** Required when applicability() says 'setup'. */
+  facts?: HookFacts;
+}
+
+/**
+ * Whether the container is ours to handle: it has a user namespace, is not
+ * opted out with io.oci-userns.enable=false (hooks.d may start the hook for
+ * it by its command alone), and at a setup stage has a pid (runtime spec:
+ * the state carries it from createRuntime on). Throws InputError for a setup
+ * stage without a pid.
+ */
+export function applicability(stage: HookStage, state: ContainerState, spec: Spec): Applicability {
+  if (!hasUserNamespace(spec)) return { kind: 'nothing', reason: 'no user namespace' };
+  if ((spec.annotations?.[HOOK_ENABLE_ANNOTATION] ?? state.annotations?.[HOOK_ENABLE_ANNOTATION]) === 'false') {
+    return { kind: 'nothing', reason: `${HOOK_ENABLE_ANNOTATION}=false` };
+  }
+  if (stage === 'poststop') return { kind: 'release' };
+  if (!state.pid) throw new InputError(`state for ${stage} has no pid`, { containerId: state.id, hint: 'the runtime must pass the container pid before start' });
+  return { kind: 'setup', pid: state.pid };
+}
+
+function rootfsStep(config: PlanInput['config'], facts: HookFacts): RootfsStep {
+  const { mode, unmapped } = config.shift;
+  if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
+  if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
+  if (mode === 'auto' && facts.rootfs.shifted) return { kind: 'skip', path: facts.rootfs.path, reason: 'already shifted' };
+  return { kind: 'shift', path: facts.rootfs.path, mode, unmapped };
+}
+
+/** Refuses a systemd container whose spec rules out delegation under cgroup.strict; else a warning for it. */
+function cgroupStep(input: PlanInput, pid: number, host: { uid: number; gid: number }, warnings: string[]): CgroupStep {
+  const problems = systemdSpecProblems(input.spec);
+  if (problems.length === 0) return { kind: 'delegate', pid, ...host };
+  if (isSystemdContainer(input.spec)) {
+    const message = `cgroup not delegated: ${problems.join('; ')}`;
+    if (input.config.cgroup.strict) {
+      throw new RefusedError(`${message}; systemd cannot run without a delegated cgroup`, {
+        containerId: input.state.id,
+        hint: 'give the container a cgroup namespace and mount /sys/fs/cgroup read-write',
+      });
+    }
+    warnings.push(`${message}; systemd will fail to create its cgroups`);
+  }
+  return { kind: 'skip', problems };
+}
+
+/**
+ * The plan for one hook run. Throws InputError when process.user is not
+ * mapped, RefusedError under cgroup.strict (see cgroupStep), and an Error
+ * when a setup is planned without facts (a caller's bug).
+ */
+export function planHook(input: PlanInput): HookPlan {
+  const { state, spec } = input;
+  const containerId = state.id;
+  const applies = applicability(input.stage, state, spec);
+  if (applies.kind === 'nothing') return { kind: 'nothing', containerId, reason: applies.reason };
+  if (applies.kind === 'release') return { kind: 'release', containerId };
+  const facts = input.facts;
+  if (facts === undefined) throw new Error(`planHook: no facts for container ${containerId} at ${input.stage}`);
+  const { uidMappings, gidMappings } = facts.mappings;
+  const user = processUser(spec);
+  const uid = toHost(uidMappings, user.uid);
+  const gid = toHost(gidMappings, user.gid);
+  if (uid === undefined || gid === undefined) {
+    throw new InputError(`process.user ${user.uid}:${user.gid} is not mapped by the container's uid/gid mappings`, { containerId });
+  }
+  const warnings: string[] = [];
+  const cgroup = cgroupStep(input, applies.pid, { uid, gid }, warnings);
+  const name = spec.annotations?.[NAME_ANNOTATION];
+  return {
+    kind: 'setup',
+    containerId,
+    pid: applies.pid,
+    range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap },
+    rootfs: rootfsStep(input.config, facts),
+    cgroup,
+    warnings,
+  };
+}
