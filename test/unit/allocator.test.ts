@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { blockAlignedSize, chooseRange, intersectRanges, sizeForHighestId, stableHash, type RangesInUse } from '../../lib/ranges/allocator';
 import { HostError, InputError } from '../../lib/errors';
 import type { IdRange, Pool } from '../../lib/ranges/subid';
+import { rejects } from '../helpers/assert-error';
 
 const B = 65536;
 // The first 6 bytes of sha256('web'), as `node -e` prints them.
@@ -95,19 +96,13 @@ choose('several pool ranges are all used', () => {
   const taken = [at('a', 0)];
   assert.is(hostUid(chooseRange({ pool: p, blockSize: B, key: 'z', inUse: taken })), 10 * B);
 });
-choose('exhaustion names the pool, its files and what is in use', () => {
+choose('exhaustion names the pool, its files and what is in use', async () => {
   const p = pool([{ start: 0, count: 2 * B }]);
-  try {
-    chooseRange({ pool: p, blockSize: B, key: 'k', inUse: [at('a', 0), at('b', B)] });
-    assert.unreachable('expected a HostError');
-  } catch (error) {
-    assert.instance(error, HostError);
-    const message = (error as Error).message;
-    assert.match(message, /pool 'containers' has no free block of 65536 ids/);
-    assert.match(message, /uids 0-131071 from \/etc\/subuid/);
-    assert.match(message, /in use by 2 containers: a \(uids 0-65535\), b \(uids 65536-131071\)/);
-    assert.match(message, /oci-userns gc/);
-  }
+  const { message } = await rejects(() => chooseRange({ pool: p, blockSize: B, key: 'k', inUse: [at('a', 0), at('b', B)] }), HostError);
+  assert.match(message, /pool 'containers' has no free block of 65536 ids/);
+  assert.match(message, /uids 0-131071 from \/etc\/subuid/);
+  assert.match(message, /in use by 2 containers: a \(uids 0-65535\), b \(uids 65536-131071\)/);
+  assert.match(message, /oci-userns gc/);
 });
 choose('a size larger than any pool range is exhausted too', () => {
   assert.throws(() => chooseRange({ pool: pool([{ start: 0, count: 2 * B }]), blockSize: B, size: 3 * B, key: 'k', inUse: [] }), /nothing is in use/);

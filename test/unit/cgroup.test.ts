@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { delegateCgroup, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/delegate';
 import { systemdSpecProblems } from '../../lib/cgroup/spec-check';
 import { HostError, InputError, RefusedError } from '../../lib/errors';
+import { rejects } from '../helpers/assert-error';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc
 // with the container's cgroup file, and the kernel's delegate list.
@@ -49,15 +50,6 @@ const owner = (path: string) => {
   const s = lstatSync(path);
   return `${s.uid}:${s.gid}`;
 };
-async function rejects(promise: Promise<unknown>, type: Function, pattern: RegExp) {
-  try {
-    await promise;
-    assert.unreachable('expected an error');
-  } catch (error) {
-    assert.instance(error, type);
-    assert.match((error as Error).message, pattern);
-  }
-}
 
 const test = suite('delegateCgroup on a fake cgroupfs');
 test.before.each(() => {

@@ -11,6 +11,7 @@ import release from '../../cli/release';
 import { closeLoggers } from '../../cli/context';
 import { InputError } from '../../lib/errors';
 import type { RangeEntry } from '../../lib/ranges/registry';
+import { rejects } from '../helpers/assert-error';
 
 const B = 65536;
 let dir = '';
@@ -42,15 +43,7 @@ async function run(...argv: string[]): Promise<string> {
   return out;
 }
 
-async function fails(argv: string[], pattern: RegExp) {
-  try {
-    await run(...argv);
-  } catch (error) {
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected ${argv.join(' ')} to fail`);
-}
+const fails = (argv: string[], pattern: RegExp) => rejects(run(...argv), Error, pattern);
 
 const test = suite('oci-userns alloc, release, ranges, gc');
 test.before.each(() => {
@@ -106,13 +99,7 @@ test('--size: a number, or auto from a rootfs', async () => {
     ['auto', rootfs, /owned by 131072:131072, not 0:0, so it looks shifted already.*--size N/],
     ['auto', join(dir, 'missing'), /does not exist/],
   ] as const) {
-    try {
-      await requestedSize(size, rootfsArg, B);
-      assert.unreachable(`expected ${size} ${rootfsArg} to fail`);
-    } catch (error) {
-      assert.instance(error, InputError);
-      assert.match((error as Error).message, pattern);
-    }
+    await rejects(requestedSize(size, rootfsArg, B), InputError, pattern);
   }
 });
 

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { DEFAULTS } from '../../lib/config/config';
 import { loadConfig } from '../../lib/config/config-file';
 import { ConfigError } from '../../lib/errors';
+import { rejects } from '../helpers/assert-error';
 
 const test = suite('loadConfig');
 let dir = '';
@@ -19,15 +20,7 @@ const write = (value: unknown) => {
   writeFileSync(path, typeof value === 'string' ? value : JSON.stringify(value));
   return path;
 };
-const failsWith = async (path: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}) => {
-  try {
-    await loadConfig({ path, env });
-    assert.unreachable('expected a ConfigError');
-  } catch (error) {
-    assert.instance(error, ConfigError);
-    assert.match((error as Error).message, pattern);
-  }
-};
+const failsWith = (path: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}) => rejects(loadConfig({ path, env }), ConfigError, pattern);
 
 test('a partial file is merged over the defaults, section by section', async () => {
   const config = await loadConfig({ path: write({ stateDir: '/srv/state', pool: { user: 'builder' } }), env: {} });

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { InputError, RefusedError } from '../../lib/errors';
 import { readFileInside, readStdinBounded, readStreamBounded } from '../../lib/oci/input';
 import { execFileSync } from 'node:child_process';
+import { rejects } from '../helpers/assert-error';
 
 const limits = { maxBytes: 64, timeoutMs: 200, what: 'state on stdin' };
 
@@ -20,25 +21,13 @@ stream('fails on input larger than the limit', async () => {
   const s = new PassThrough();
   s.write('x'.repeat(40));
   s.write('x'.repeat(40));
-  try {
-    await readStreamBounded(s, limits);
-    assert.unreachable();
-  } catch (error) {
-    assert.instance(error, InputError);
-    assert.match((error as Error).message, 'state on stdin is larger than 64 bytes');
-  }
+  await rejects(readStreamBounded(s, limits), InputError, 'state on stdin is larger than 64 bytes');
 });
 stream('fails when the stream never ends', async () => {
   const s = new PassThrough();
   s.write('{');
   const started = Date.now();
-  try {
-    await readStreamBounded(s, limits);
-    assert.unreachable();
-  } catch (error) {
-    assert.instance(error, InputError);
-    assert.match((error as Error).message, 'did not end within 200 ms');
-  }
+  await rejects(readStreamBounded(s, limits), InputError, 'did not end within 200 ms');
   assert.ok(Date.now() - started < 2000);
 });
 stream.run();
@@ -51,9 +40,6 @@ files.before.each(() => {
 });
 files.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
-const rejects = (read: () => unknown, type: Function, pattern: RegExp) =>
-  assert.throws(read, (error: unknown) => error instanceof type && pattern.test((error as Error).message));
-
 files('reads a file in the bundle', () => {
   writeFileSync(join(dir, 'bundle', 'config.json'), '{}');
   assert.is((readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{}');
@@ -63,19 +49,19 @@ files('follows a symlink that stays inside', () => {
   symlinkSync('real.json', join(dir, 'bundle', 'config.json'));
   assert.is((readFileInside(join(dir, 'bundle'), 'config.json', 100)).toString(), '{"a":1}');
 });
-files('refuses a symlink out of the bundle', () => {
+files('refuses a symlink out of the bundle', async () => {
   writeFileSync(join(dir, 'outside.json'), '{}');
   symlinkSync('../outside.json', join(dir, 'bundle', 'config.json'));
-  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), RefusedError, /outside the bundle/);
+  await rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), RefusedError, /outside the bundle/);
 });
-files('missing bundle, missing file, directory, too large', () => {
-  rejects(() => readFileInside(join(dir, 'nope'), 'config.json', 100), InputError, /bundle .*nope does not exist/);
-  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /config.json does not exist/);
+files('missing bundle, missing file, directory, too large', async () => {
+  await rejects(() => readFileInside(join(dir, 'nope'), 'config.json', 100), InputError, /bundle .*nope does not exist/);
+  await rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /config.json does not exist/);
   mkdirSync(join(dir, 'bundle', 'config.json'));
-  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /not a regular file/);
+  await rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /not a regular file/);
   rmSync(join(dir, 'bundle', 'config.json'), { recursive: true });
   writeFileSync(join(dir, 'bundle', 'config.json'), 'x'.repeat(101));
-  rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /larger than 100 bytes/);
+  await rejects(() => readFileInside(join(dir, 'bundle'), 'config.json', 100), InputError, /larger than 100 bytes/);
 });
 files.run();
 
@@ -96,13 +82,7 @@ stdin('a pipe whose writer never closes times out, and the process is not held',
   const writer = openSync(fifo, 'r+');
   try {
     const started = Date.now();
-    try {
-      await readStdinBounded(limits, {}, fifo);
-      assert.unreachable();
-    } catch (error) {
-      assert.instance(error, InputError);
-      assert.match((error as Error).message, 'did not end within 200 ms');
-    }
+    await rejects(readStdinBounded(limits, {}, fifo), InputError, 'did not end within 200 ms');
     assert.ok(Date.now() - started < 2000);
   } finally {
     closeSync(writer);
@@ -110,12 +90,7 @@ stdin('a pipe whose writer never closes times out, and the process is not held',
 });
 stdin('too much input', async () => {
   writeFileSync(join(fifoDir, 'big'), 'x'.repeat(100));
-  try {
-    await readStdinBounded(limits, {}, join(fifoDir, 'big'));
-    assert.unreachable();
-  } catch (error) {
-    assert.match((error as Error).message, 'larger than 64 bytes');
-  }
+  await rejects(readStdinBounded(limits, {}, join(fifoDir, 'big')), InputError, 'larger than 64 bytes');
 });
 stdin('a descriptor that cannot be reopened gives undefined (the caller falls back to the stream)', async () => {
   assert.is(await readStdinBounded(limits, {}, join(fifoDir, 'absent')), undefined);

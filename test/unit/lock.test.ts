@@ -8,6 +8,7 @@ import { HostError } from '../../lib/errors';
 import { acquireLock, parseHolderName, withLock } from '../../lib/sys/lock';
 import { memoryLogger } from '../../lib/log/logger';
 import { processStart } from '../../lib/sys/process-identity';
+import { rejects } from '../helpers/assert-error';
 
 const test = suite('directory lock');
 let dir = '';
@@ -43,11 +44,7 @@ test('excludes others in the same process too', async () => {
 test('a live holder makes a waiter time out with its pid', async () => {
   const held = await acquireLock({ path: lock });
   try {
-    await acquireLock({ path: lock, timeoutMs: 50 });
-    assert.unreachable('expected a timeout');
-  } catch (error) {
-    assert.instance(error, HostError);
-    assert.match((error as Error).message, new RegExp(`timed out after 50 ms waiting for the lock ${lock}, held by process ${process.pid}`));
+    await rejects(acquireLock({ path: lock, timeoutMs: 50 }), HostError, new RegExp(`timed out after 50 ms waiting for the lock ${lock}, held by process ${process.pid}`));
   } finally {
     await held.release();
   }
@@ -86,12 +83,7 @@ test('staging directories of dead processes are swept when a lock is broken', as
 
 test('a file in place of the lock directory is a clear error', async () => {
   writeFileSync(lock, '');
-  try {
-    await acquireLock({ path: lock, timeoutMs: 100 });
-    assert.unreachable('expected an error');
-  } catch (error) {
-    assert.match((error as Error).message, /is not a directory; remove it/);
-  }
+  await rejects(acquireLock({ path: lock, timeoutMs: 100 }), Error, /is not a directory; remove it/);
   assert.equal(readdirSync(dir), ['ranges.lock']);
 });
 

@@ -9,20 +9,10 @@ import type { IdMapping } from '../../lib/oci/idmap';
 import { memoryLogger } from '../../lib/log/logger';
 import { allocateRange, gcRanges, guardContainer, listRanges, releaseContainer, repairRegistry } from '../../lib/ranges/ranges';
 import { registryPath } from '../../lib/ranges/registry';
+import { rejects } from '../helpers/assert-error';
 
 const B = 65536;
 
-/** Awaits a promise that must fail with this error class and a message matching the pattern. */
-async function rejects(promise: Promise<unknown>, type: Function, pattern: RegExp = /./) {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, type);
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected a ${type.name}`);
-}
 let dir = '';
 let stateDir = '';
 let procRoot = '';

@@ -5,6 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HostError, RefusedError } from '../../lib/errors';
 import { checkStateDir, parseRegistry, readRegistry, registryPath, updateRegistry, type RangeEntry } from '../../lib/ranges/registry';
+import { rejects } from '../helpers/assert-error';
 
 const entry = (id: string, hostID: number): RangeEntry => ({
   id,
@@ -44,13 +45,7 @@ test('refuses a symlink, a directory not owned by root, and a group-writable one
     [other, /is owned by uid 1000, not root; chown root:root/],
     [open, /is writable by group or others; chmod go-w/],
   ] as const) {
-    try {
-      await updateRegistry({ stateDir: path }, (entries) => ({ entries, result: undefined }));
-      assert.unreachable(`expected a refusal for ${path}`);
-    } catch (error) {
-      assert.instance(error, RefusedError);
-      assert.match((error as Error).message, pattern);
-    }
+    await rejects(updateRegistry({ stateDir: path }, (entries) => ({ entries, result: undefined })), RefusedError, pattern);
   }
 });
 
@@ -72,13 +67,7 @@ test('an unchanged document is not rewritten', async () => {
 test('a corrupt registry is an error naming the file, kept as it was, with the repair command', async () => {
   for (const text of ['', '{"version":1,"entries":[{"id":"a"', '[]', '{"version":2,"entries":[]}', JSON.stringify({ version: 1, entries: [entry('a', 1), entry('a', 2)] })]) {
     writeFileSync(registryPath(dir), text);
-    try {
-      await updateRegistry({ stateDir: dir }, () => ({ entries: [], result: undefined }));
-      assert.unreachable('expected a HostError');
-    } catch (error) {
-      assert.instance(error, HostError);
-      assert.match((error as Error).message, new RegExp(`^registry ${registryPath(dir)} is corrupt: .*oci-userns gc --repair`));
-    }
+    await rejects(updateRegistry({ stateDir: dir }, () => ({ entries: [], result: undefined })), HostError, new RegExp(`^registry ${registryPath(dir)} is corrupt: .*oci-userns gc --repair`));
     assert.is(readFileSync(registryPath(dir), 'utf8'), text);
   }
 });

@@ -7,17 +7,9 @@ import { DEFAULTS } from '../../lib/config/config';
 import { HostError, InputError } from '../../lib/errors';
 import { memoryLogger } from '../../lib/log/logger';
 import { mergeRanges, ownerAliases, parseSubid, poolRanges, readPool, subtractRanges } from '../../lib/ranges/subid';
+import { rejects } from '../helpers/assert-error';
 
-function throwsInput(fn: () => unknown, pattern: RegExp) {
-  try {
-    fn();
-  } catch (error) {
-    assert.instance(error, InputError);
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable('expected an InputError');
-}
+const throwsInput = (fn: () => unknown, pattern: RegExp) => rejects(fn, InputError, pattern);
 
 const parse = suite('parseSubid');
 parse('skips comments and blank lines, keeps line numbers', () => {
@@ -39,16 +31,16 @@ parse('numeric owners and several entries per owner', () => {
 parse('tolerates CRLF line ends and surrounding spaces', () => {
   assert.equal(parseSubid(' a:1:2 \r\n', 'f'), [{ owner: 'a', start: 1, count: 2, line: 1 }]);
 });
-parse('a malformed line names the file and the line', () => {
-  throwsInput(() => parseSubid('ok:1:2\nbroken:1\n', '/etc/subuid'), /^\/etc\/subuid line 2: expected 3 fields, found 2: 'broken:1'/);
-  throwsInput(() => parseSubid('a:1:2:3', 'f'), /line 1: expected 3 fields, found 4/);
-  throwsInput(() => parseSubid('a:-1:2', 'f'), /line 1: start and count must be decimal/);
-  throwsInput(() => parseSubid('a:0x10:2', 'f'), /decimal/);
-  throwsInput(() => parseSubid('a:1: 2', 'f'), /decimal/);
-  throwsInput(() => parseSubid(':1:2', 'f'), /owner/);
-  throwsInput(() => parseSubid('a b:1:2', 'f'), /owner/);
-  throwsInput(() => parseSubid('a:1:0', 'f'), /count is 0/);
-  throwsInput(() => parseSubid('a:4294967295:1', 'f'), /past the largest id 4294967294/);
+parse('a malformed line names the file and the line', async () => {
+  await throwsInput(() => parseSubid('ok:1:2\nbroken:1\n', '/etc/subuid'), /^\/etc\/subuid line 2: expected 3 fields, found 2: 'broken:1'/);
+  await throwsInput(() => parseSubid('a:1:2:3', 'f'), /line 1: expected 3 fields, found 4/);
+  await throwsInput(() => parseSubid('a:-1:2', 'f'), /line 1: start and count must be decimal/);
+  await throwsInput(() => parseSubid('a:0x10:2', 'f'), /decimal/);
+  await throwsInput(() => parseSubid('a:1: 2', 'f'), /decimal/);
+  await throwsInput(() => parseSubid(':1:2', 'f'), /owner/);
+  await throwsInput(() => parseSubid('a b:1:2', 'f'), /owner/);
+  await throwsInput(() => parseSubid('a:1:0', 'f'), /count is 0/);
+  await throwsInput(() => parseSubid('a:4294967295:1', 'f'), /past the largest id 4294967294/);
 });
 parse('the largest range podman suggests is accepted', () => {
   assert.equal(parseSubid('containers:2147483647:2147483648', 'f')[0]!.count, 2147483648);
@@ -123,22 +115,10 @@ read('no entries, or no file: HostError with the line to add', async () => {
     ['alice:1:2\n', 'containers:0:65536\n', /subuid has no uids for pool user 'containers'.*echo 'containers:2147483647:2147483648'/],
     ['containers:0:65536\n', undefined, /subgid does not exist/],
   ] as const) {
-    try {
-      await readPool(poolIn(uid, gid));
-      assert.unreachable('expected a HostError');
-    } catch (error) {
-      assert.instance(error, HostError);
-      assert.match((error as Error).message, pattern);
-    }
+    await rejects(readPool(poolIn(uid, gid)), HostError, pattern);
   }
 });
 read('a malformed line is an InputError', async () => {
-  try {
-    await readPool(poolIn('containers:0:65536\ncontainers:x:1\n', 'containers:0:65536\n'));
-    assert.unreachable('expected an InputError');
-  } catch (error) {
-    assert.instance(error, InputError);
-    assert.match((error as Error).message, /subuid line 2/);
-  }
+  await rejects(readPool(poolIn('containers:0:65536\ncontainers:x:1\n', 'containers:0:65536\n')), InputError, /subuid line 2/);
 });
 read.run();
