@@ -1,0 +1,172 @@
+// The runtime shim (lib/shim, cli/runtime) against a fake runtime first on
+// PATH (test/helpers/fake-runtime.sh) that records its argv, the config.json
+// it was handed and its descriptors 3-9. State, pool and bundles live in a
+// temp dir. Cases that allocate need root (the registry refuses a state
+// directory not owned by root) and say SKIPPED otherwise.
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { main as runtimeMain } from '../../cli/runtime';
+import { DEFAULTS, type Config } from '../../lib/config/config';
+import { memoryLogger } from '../../lib/log/logger';
+import { readRegistry } from '../../lib/ranges/registry';
+import { runShimCommand } from '../../lib/shim/shim';
+
+const fixtures = join(import.meta.dirname, '..', 'fixtures');
+const baseSpec = JSON.parse(readFileSync(join(fixtures, 'config-runc1.1.5-spec.json'), 'utf8'));
+const isRoot = process.getuid?.() === 0;
+const B = 65536;
+
+let dir = '';
+let config: Config;
+let env: NodeJS.ProcessEnv;
+let hookPath = '';
+
+function setup() {
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-shim-'));
+  // Container root must be able to search down to the bundles (lib/rootfs/access.ts).
+  chmodSync(dir, 0o711);
+  mkdirSync(join(dir, 'bin'));
+  copyFileSync(join(import.meta.dirname, '..', 'helpers', 'fake-runtime.sh'), join(dir, 'bin', 'runc'));
+  hookPath = join(dir, 'oci-userns');
+  writeFileSync(hookPath, '');
+  writeFileSync(join(dir, 'subuid'), `containers:${8 * B}:${4 * B}\n`);
+  writeFileSync(join(dir, 'subgid'), `containers:${8 * B}:${4 * B}\n`);
+  config = {
+    ...DEFAULTS,
+    logFile: join(dir, 'log'),
+    stateDir: join(dir, 'state'),
+    pool: { ...DEFAULTS.pool, subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') },
+    shift: { ...DEFAULTS.shift, mode: 'never' },
+    runtime: { path: 'runc', policy: 'systemd' },
+  };
+  env = { PATH: `${join(dir, 'bin')}:${process.env.PATH}`, FAKE_RUNTIME_RECORD: join(dir, 'record') };
+}
+const teardown = () => rmSync(dir, { recursive: true, force: true });
+
+/** A bundle with a rootfs and this config.json; returns its path. */
+function bundle(name: string, spec: unknown): string {
+  const path = join(dir, name);
+  mkdirSync(join(path, 'rootfs'), { recursive: true });
+  writeFileSync(join(path, 'config.json'), JSON.stringify(spec, null, '\t'));
+  return path;
+}
+const systemdSpec = { ...baseSpec, process: { ...baseSpec.process, args: ['/sbin/init'] } };
+
+const shim = (argv: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+  runShimCommand({ argv, config, hookPath, env: { ...env, ...extraEnv }, cwd: dir, logger: memoryLogger() });
+
+const recorded = {
+  argv: () => readFileSync(join(dir, 'record.argv'), 'utf8').split('\0').slice(0, -1),
+  config: () => JSON.parse(readFileSync(join(dir, 'record.config.json'), 'utf8')),
+  configText: () => readFileSync(join(dir, 'record.config.json'), 'utf8'),
+  /** Which of descriptors 3-9 the runtime had (dash keeps the script itself at 10). */
+  fds: () => [...readFileSync(join(dir, 'record.fds'), 'utf8').matchAll(/ (\d+) -> /g)].map((m) => Number(m[1])).filter((fd) => fd >= 3 && fd <= 9),
+};
+
+/**
+ * Runs with descriptors 3 and 4 open in this process (opening files until
+ * they are), so that passing them is possible. Node's own descriptors there
+ * come and go, so tests compare which numbers reached the runtime.
+ */
+function withFds3And4<T>(run: () => Promise<T>): Promise<T> {
+  const opened: number[] = [];
+  const isOpen = (fd: number) => existsSync(`/proc/self/fd/${fd}`);
+  while (!isOpen(3) || !isOpen(4)) opened.push(openSync(join(dir, `fd-${opened.length}`), 'w'));
+  return run().finally(() => opened.forEach((fd) => closeSync(fd)));
+}
+
+const pass = suite('shim with a fake runtime: what passes through untouched');
+pass.before.each(setup);
+pass.after.each(teardown);
+pass('every other subcommand: the argv byte for byte, the runtime\'s exit status, no extra descriptors', async () => {
+  for (const argv of [['state', 'c1'], ['--root', '/run/x', '--log-format=json', 'kill', 'c1', 'KILL'], ['--version'], ['list', '-q'], ['start', 'c1'], ['spec', '--rootless']]) {
+    const result = await shim(argv, { FAKE_RUNTIME_EXIT: '3' });
+    assert.equal(result, { exitCode: 3, warnings: [] }, argv.join(' '));
+    assert.equal(recorded.argv(), argv);
+    assert.equal(recorded.fds(), [], argv.join(' '));
+  }
+});
+pass('create of a container the policy leaves alone: config.json and argv as they were, nothing registered', async () => {
+  const b = bundle('plain', baseSpec);
+  const before = readFileSync(join(b, 'config.json'), 'utf8');
+  const argv = ['--root', '/run/runc', 'create', '--bundle', b, '--pid-file', join(dir, 'pid'), 'plain1'];
+  assert.equal(await shim(argv), { exitCode: 0, warnings: [] });
+  assert.equal(recorded.argv(), argv);
+  assert.is(recorded.configText(), before);
+  assert.not.ok(existsSync(join(config.stateDir, 'ranges.json')));
+});
+pass('exec --preserve-fds=N: descriptors 3..3+N-1 reach the runtime, and no others', async () => {
+  await withFds3And4(async () => {
+    await shim(['exec', '--preserve-fds=2', 'c1', 'cat', '/proc/self/fd/3']);
+    assert.equal(recorded.fds(), [3, 4]);
+    await shim(['exec', '--preserve-fds', '1', 'c1', 'true']);
+    assert.equal(recorded.fds(), [3]);
+    await shim(['exec', 'c1', 'true', '--preserve-fds=2']);
+    assert.equal(recorded.fds(), [], 'after the container id, --preserve-fds belongs to the command');
+    await shim(['state', 'c1']);
+    assert.equal(recorded.fds(), []);
+  });
+});
+pass('cli/runtime main: the real runtime\'s exit status through the executable\'s entry', async () => {
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ logFile: config.logFile, stateDir: config.stateDir }));
+  const code = await runtimeMain(['state', 'c9'], { ...env, OCI_USERNS_CONFIG: join(dir, 'config.json'), FAKE_RUNTIME_EXIT: '7' }, hookPath);
+  assert.is(code, 7);
+  assert.equal(recorded.argv(), ['state', 'c9']);
+});
+
+const userns = suite('shim with a fake runtime: the containers it gives a user namespace');
+userns.before.each(setup);
+userns.after.each(teardown);
+if (!isRoot) {
+  console.log('SKIPPED shim unit (allocating cases): not root, and the registry refuses a state directory not owned by root');
+  userns.skip('shim unit, allocating cases (skipped: not root)', () => {});
+} else {
+  userns('create: the argv untouched, config.json given a user namespace from the pool, our hooks, a writable cgroup, one extra fd', async () => {
+    const b = bundle('sd', systemdSpec);
+    const argv = ['--root', '/run/runc', 'create', '-b', b, '--preserve-fds', '1', 'sd1'];
+    await withFds3And4(async () => {
+      assert.equal(await shim(argv), { exitCode: 0, warnings: [] });
+      assert.equal(recorded.fds(), [3]);
+    });
+    assert.equal(recorded.argv(), argv);
+    const spec = recorded.config();
+    const map = [{ containerID: 0, hostID: spec.linux.uidMappings[0].hostID, size: B }];
+    assert.ok(map[0]!.hostID >= 8 * B && map[0]!.hostID < 12 * B, 'from the pool');
+    assert.equal(spec.linux.uidMappings, map);
+    assert.equal(spec.linux.gidMappings, map);
+    const types = spec.linux.namespaces.map((n: { type: string }) => n.type);
+    assert.ok(types.includes('user') && types.includes('cgroup'), types.join(','));
+    const cgroup = spec.mounts.find((m: { destination: string }) => m.destination === '/sys/fs/cgroup');
+    assert.ok(cgroup.options.includes('rw') && !cgroup.options.includes('ro'));
+    assert.equal(spec.hooks.createRuntime.at(-1).args, ['oci-userns', 'hook', 'createRuntime']);
+    assert.equal(spec.hooks.poststop.at(-1).args, ['oci-userns', 'hook', 'poststop']);
+    assert.is(spec.hooks.poststop.at(-1).path, hookPath);
+    assert.is(spec.annotations['io.oci-userns.source'], 'shim');
+    const entries = await readRegistry(config.stateDir);
+    assert.equal(entries.map((e) => [e.id, e.source, e.uidMappings]), [['sd1', 'shim', map]]);
+    assert.equal(await shim(['delete', 'sd1']), { exitCode: 0, warnings: [] });
+    assert.equal(recorded.argv(), ['delete', 'sd1']);
+    assert.equal(await readRegistry(config.stateDir), [], 'delete released the range');
+  });
+  userns('a create the runtime fails, and a run that ends, give the range back', async () => {
+    const b = bundle('sd', systemdSpec);
+    assert.equal(await shim(['create', '--bundle', b, 'sd2'], { FAKE_RUNTIME_EXIT: '1' }), { exitCode: 1, warnings: [] });
+    assert.is(recorded.config().linux.uidMappings.length, 1, 'the runtime was handed the modified spec');
+    assert.equal(await readRegistry(config.stateDir), []);
+    writeFileSync(join(b, 'config.json'), JSON.stringify(systemdSpec));
+    assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
+    assert.equal(await readRegistry(config.stateDir), []);
+  });
+  userns('a failed delete keeps the range', async () => {
+    const b = bundle('sd', systemdSpec);
+    await shim(['create', '--bundle', b, 'sd4']);
+    await shim(['delete', 'sd4'], { FAKE_RUNTIME_EXIT: '1' });
+    assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), ['sd4']);
+  });
+}
+
+pass.run();
+userns.run();
