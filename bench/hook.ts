@@ -1,7 +1,8 @@
 // npm run bench:hook: whole-process latency of the hook on the paths every
 // container start pays for, against the Node.js floor (`node -e 0`), in one
 // interleaved run; then `runc run` of busybox with and without the hook.
-// Needs root (it makes a cgroup and runs runc).
+// Needs root (it makes a cgroup). BENCH_HOOK_PROGRAMS="NAME=PATH [NODE FLAG...],..."
+// puts other builds in the same run (e.g. main's, built to another dir).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,11 @@ import { cgroup2Mount } from '../lib/sys/mountinfo';
 import { compare, peakRssKiB, printTable, type Candidate } from './measure';
 
 const repo = join(import.meta.dirname, '..');
-const program = join(repo, 'dist', 'oci-userns.cjs');
+const programs = (process.env.BENCH_HOOK_PROGRAMS ?? `dist=${join(repo, 'dist', 'oci-userns.cjs')}`).split(',').map((spec) => {
+  const [name, command] = spec.split('=', 2) as [string, string];
+  const [path, ...flags] = command.trim().split(/\s+/);
+  return { name, args: [...flags, path!] };
+});
 const runs = Number(process.env.BENCH_RUNS ?? 30);
 const HOST_ID = 400000;
 
@@ -49,20 +54,23 @@ try {
   writeFileSync(join(cgroup, 'cgroup.procs'), String(sleeper.pid));
   const plain = bundle('plain', false);
   const userns = bundle('userns', true);
-  const hook = (name: string, stage: string, input: string, prepare?: () => void): Candidate => ({
-    name,
-    command: process.execPath,
-    args: [program, 'hook', stage, '--config', config],
-    input,
-    prepare,
-  });
   const resetCgroup = () => chownSync(cgroup, 0, 0);
-  const candidates: Candidate[] = [
-    { name: 'node -e 0', command: process.execPath, args: ['-e', '0'] },
-    hook('createRuntime, no user namespace (no-op)', 'createRuntime', state(plain, 'creating', sleeper.pid)),
-    hook('createRuntime, user namespace (delegation)', 'createRuntime', state(userns, 'creating', sleeper.pid), resetCgroup),
-    hook('poststop, user namespace', 'poststop', state(userns, 'stopped')),
-  ];
+  const candidates: Candidate[] = [{ name: 'node -e 0', command: process.execPath, args: ['-e', '0'] }];
+  for (const program of programs) {
+    const label = programs.length > 1 ? ` [${program.name}]` : '';
+    const hook = (name: string, stage: string, input: string, prepare?: () => void): Candidate => ({
+      name: name + label,
+      command: process.execPath,
+      args: [...program.args, 'hook', stage, '--config', config],
+      input,
+      prepare,
+    });
+    candidates.push(
+      hook('createRuntime, no user namespace (no-op)', 'createRuntime', state(plain, 'creating', sleeper.pid)),
+      hook('createRuntime, user namespace (delegation)', 'createRuntime', state(userns, 'creating', sleeper.pid), resetCgroup),
+      hook('poststop, user namespace', 'poststop', state(userns, 'stopped')),
+    );
+  }
   const medians = compare(candidates, runs);
   const floor = medians.get('node -e 0')!;
   console.log(`oci-userns hook latency, ${runs} interleaved runs, medians (${new Date().toISOString().slice(0, 10)}, ${process.version})`);

@@ -7,7 +7,7 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../lib/errors';
 import { formatIdMap, parseIdMap, type IdMap } from '../lib/oci/idmap';
 import { dryRunShift, shiftTree, unshiftTree, type Progress } from '../lib/shift/shift';
-import { readStateFast } from '../lib/shift/journal';
+import { readStateFast } from '../lib/shift/state';
 import { loadConfig, openLogger, print, printJson, type GlobalArgs } from './context';
 
 interface ShiftArgs extends GlobalArgs {

@@ -13,14 +13,8 @@ export interface ErrorContext {
   cause?: unknown;
 }
 
-// Marks our errors across copies of this module: the executable embeds some
-// modules (the CLI, the shift engine) as separately bundled code, whose
-// error classes are not the hook's, so instanceof alone would miss them.
-const BRAND = Symbol.for('oci-userns.UsernsError');
-
 export abstract class UsernsError extends Error {
   abstract readonly exitCode: number;
-  readonly [BRAND] = true;
   readonly containerId?: string;
   readonly path?: string;
   readonly hint?: string;
@@ -62,8 +56,9 @@ export class SystemError extends UsernsError {
 /** Exit code for a bug: an error that is not one of ours. */
 export const INTERNAL_EXIT_CODE = 70;
 
+/** One of ours (its message is for the user), not a bug. The build keeps one copy of this module for all its files (scripts/build.mjs). */
 export function isUsernsError(error: unknown): error is UsernsError {
-  return error instanceof UsernsError || (error instanceof Error && (error as unknown as Record<symbol, unknown>)[BRAND] === true);
+  return error instanceof UsernsError;
 }
 
 /** The errno code of a Node.js system error, or undefined. */

@@ -1,14 +1,20 @@
 // Builds oci-userns: compiles the JSON schemas into standalone ajv
 // validators (so no hook start pays for schema compilation), then bundles
-// the program into one CommonJS file (one file to read and parse at start,
-// and a form `node --build-snapshot` accepts).
+// the program into plain CommonJS files in dist/, each with a source map:
+//   oci-userns.cjs    the executable: dispatch, the hook and the runtime
+//                     shim (every container start runs it: one file to
+//                     read and parse);
+//   cli.cjs           the other commands (yargs, winston, execa);
+//   shift.cjs         the shift engine, for a rootfs that needs shifting;
+//   chown-thread.cjs  the shift's walker threads.
+// The cold files are loaded with require() only when used, from the
+// directory of the file that needs them (install.sh keeps them together).
 import { mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { build } from 'esbuild';
-import { brotliCompressSync, constants as zlibConstants } from 'node:zlib';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemas = {
@@ -50,59 +56,67 @@ writeFileSync(
 );
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-const common = {
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  minifySyntax: true,
-  legalComments: 'none',
-  define: { OCI_USERNS_VERSION: JSON.stringify(pkg.version) },
-  logLevel: 'warning',
+const dist = join(root, 'dist');
+const entries = {
+  'oci-userns': join(root, 'bin', 'oci-userns.ts'),
+  cli: join(root, 'cli', 'index.ts'),
+  shift: join(root, 'lib', 'shift', 'shift.ts'),
+  'chown-thread': join(root, 'lib', 'shift', 'chown-thread.ts'),
 };
+const errorsModule = join(root, 'lib', 'errors.ts');
 
-// Every container start and stop runs the hook, so its path must not even
-// parse code it does not run. Measured here: 1 MB of bundled code costs
-// 19 ms to load even unused, as a plain string literal 10 ms, as a base64
-// string of its brotli form nothing measurable. So the cold parts are
-// bundled on their own and embedded compressed in the one executable, and
-// inflated (a few ms) and compiled only when used: the CLI (yargs, winston,
-// execa) and the shift engine (execa, worker code), which the hook and the
-// shim load only for a rootfs that needs shifting. Errors thrown by an
-// embedded copy are recognised by a brand (lib/errors.ts), not by class.
-const cold = [
-  { entry: join(root, 'cli', 'index.ts'), importedAs: /^\.\.\/cli\/index$/ },
-  { entry: join(root, 'lib', 'shift', 'shift.ts'), importedAs: /^\.\.\/shift\/shift$|^\.\/shift$/ },
-];
-const packed = new Map();
-for (const { entry } of cold) {
-  const result = await build({ ...common, entryPoints: [entry], write: false });
-  packed.set(entry, brotliCompressSync(result.outputFiles[0].contents, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64'));
-}
-const embedCold = {
-  name: 'embed-cold',
+// Every file bundles the modules it uses, so a module imported by two of
+// them exists twice in a process. That matters for one: lib/errors.ts,
+// whose classes the hook and the CLI recognise with instanceof. So every
+// import of it goes through a stub that keeps the first copy loaded in the
+// process (on globalThis, under a registered symbol) and hands it to the
+// files loaded later. An import of a cold entry's module becomes a require()
+// of its file.
+const files = {
+  name: 'oci-userns-files',
   setup(b) {
-    for (const { entry, importedAs } of cold) {
-      b.onResolve({ filter: importedAs }, (args) => (join(args.resolveDir, `${args.path}.ts`) === entry ? { path: entry, namespace: 'embedded' } : undefined));
-    }
-    b.onLoad({ filter: /.*/, namespace: 'embedded' }, (args) => ({
+    const self = b.initialOptions.entryPoints[0];
+    b.onResolve({ filter: /^\.\.?\// }, (args) => {
+      if (args.namespace === 'errors-stub') return undefined;
+      const target = join(args.resolveDir, `${args.path}.ts`);
+      if (target === errorsModule) return { path: target, namespace: 'errors-stub' };
+      const cold = Object.entries(entries).find(([name, entry]) => entry === target && entry !== self && name !== 'oci-userns');
+      return cold ? { path: `./${cold[0]}.cjs`, external: true } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: 'errors-stub' }, (args) => ({
       loader: 'js',
-      contents: `const source = require('node:zlib').brotliDecompressSync(Buffer.from(${JSON.stringify(packed.get(args.path))}, 'base64')).toString('utf8');
-const loaded = { exports: {} };
-new Function('module', 'exports', 'require', '__filename', '__dirname', source)(loaded, loaded.exports, require, __filename, __dirname);
-module.exports = loaded.exports;`,
+      resolveDir: dirname(args.path),
+      contents: `module.exports = globalThis[Symbol.for('oci-userns.errors')] ??= require('./errors');`,
     }));
   },
 };
 
-const outfile = join(root, 'dist', 'oci-userns.cjs');
-await build({
-  ...common,
-  entryPoints: [join(root, 'bin', 'oci-userns.ts')],
-  outfile,
-  banner: { js: '#!/usr/bin/env node' },
-  // Whitespace only: V8 scans every byte of the hot code at each start, and names stay readable in stacks.
-  minifyWhitespace: true,
-  plugins: [embedCold],
-});
-chmodSync(outfile, 0o755);
+for (const [name, entry] of Object.entries(entries)) {
+  const outfile = join(dist, `${name}.cjs`);
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    // import() of a cold file as require(): no ES module loader at run time.
+    supported: { 'dynamic-import': false },
+    // Whitespace only: V8 scans every byte of the hot code at each start, and names stay readable in stacks.
+    minifySyntax: true,
+    minifyWhitespace: true,
+    legalComments: 'none',
+    // Stacks name the source files (see bin/oci-userns.ts); the sources themselves stay out of the maps.
+    sourcemap: true,
+    sourcesContent: false,
+    define: {
+      OCI_USERNS_VERSION: JSON.stringify(pkg.version),
+      OCI_USERNS_BUNDLED: 'true',
+      'import.meta.dirname': '__dirname',
+    },
+    banner: name === 'oci-userns' ? { js: '#!/usr/bin/env node' } : {},
+    plugins: [files],
+    logLevel: 'warning',
+  });
+  if (name === 'oci-userns') chmodSync(outfile, 0o755);
+}

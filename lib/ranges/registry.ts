@@ -1,16 +1,17 @@
 // The on-disk registry of host id ranges: STATEDIR/ranges.json, one JSON
-// document, replaced atomically (temp file, fsync, rename, fsync of the
-// directory) under the lock STATEDIR/ranges.lock (lib/sys/lock.ts), so a crash
-// leaves the old or the new document, never half of one. Readers need no
+// document, replaced atomically (lib/sys/atomic-file.ts) under the lock
+// STATEDIR/ranges.lock (lib/sys/lock.ts), so a crash leaves the old or the
+// new document, never half of one. Readers need no
 // lock. A document that does not parse is never reset: the error names it
 // and `oci-userns gc --repair` moves it aside and rebuilds it.
 // File operations are synchronous: the hook runs one at a time, and the
 // first asynchronous one in a process alone costs milliseconds.
 
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, HostError, RefusedError, systemError } from '../errors';
 import { validateIdMap, type IdMapping } from '../oci/idmap';
+import { writeFileAtomic } from '../sys/atomic-file';
 import { withLock } from '../sys/lock';
 import type { Logger } from '../log/logger';
 
@@ -150,29 +151,9 @@ export async function readRegistry(stateDir: string): Promise<RangeEntry[]> {
   return text === undefined ? [] : parseRegistry(text, path);
 }
 
-/** Replaces the registry atomically and durably. Call with the lock held. */
+/** Replaces the registry atomically and durably (lib/sys/atomic-file.ts). Call with the lock held. */
 export function writeRegistry(stateDir: string, entries: readonly RangeEntry[]): void {
-  const path = registryPath(stateDir);
-  // A fixed temp name: only the lock holder writes it, and a killed writer's leftover is overwritten.
-  const temp = `${path}.tmp`;
-  try {
-    const file = openSync(temp, 'w', 0o644);
-    try {
-      writeFileSync(file, formatRegistry(entries));
-      fsyncSync(file);
-    } finally {
-      closeSync(file);
-    }
-    renameSync(temp, path);
-    const dir = openSync(stateDir, 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch (error) {
-    throw systemError('cannot write the registry', path, error);
-  }
+  writeFileAtomic(registryPath(stateDir), formatRegistry(entries), { mode: 0o644, operation: 'cannot write the registry' });
 }
 
 export interface Update<T> {

@@ -1,10 +1,12 @@
 // The rootfs ownership shift: moves every inode of a tree from the mapping
 // it was last shifted to (identity at first) to a target mapping, with ACLs,
 // file capabilities and setuid/setgid bits, crash-safe and idempotent. See
-// shift-plan.ts for why a rerun can tell done inodes from pending ones, and
-// shift-journal.ts for what is recorded where.
+// plan.ts for why a rerun can tell done inodes from pending ones, record.ts
+// and journal.ts for what is recorded where, chown.ts for the walker
+// threads' part. One shift of a tree at a time: the lock
+// stateDir/shift/KEY.lock.d (lib/sys/lock.ts).
 
-import { chmodSync, lchownSync, lstatSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, mkdirSync } from 'node:fs';
 import type { ShiftMode, UnmappedPolicy } from '../config/config';
 import { RefusedError, systemError } from '../errors';
 import { IDENTITY, toHost, type IdMap } from '../oci/idmap';
@@ -12,9 +14,12 @@ import { nullLogger, type Logger } from '../log/logger';
 import { shiftAcl } from './acl';
 import { shiftFileCaps } from './fcaps';
 import { planSteps, sideRule, type SideRule, type Step } from './plan';
-import { acquireLock, Journal, readState, statePaths, writeState, type JournalRecord, type Ownership, type ShiftState } from './journal';
-import { alreadyShifted, resolveRootfs, sameOwnership } from './state';
-import { mountPointsBelow, WalkerPool, type Entry } from './walk';
+import { Journal, type JournalRecord } from './journal';
+import { readState, writeState } from './record';
+import { alreadyShifted, resolveRootfs, sameOwnership, statePaths, type Ownership, type ShiftState } from './state';
+import { chownVisitor, type ChownInit, type ChunkReport, type Entry } from './chown';
+import { acquireLock, type HeldLock } from '../sys/lock';
+import { mountPointsBelow, WalkerPool } from '../sys/walk';
 import { displayPath, fsPath } from '../sys/path-key';
 import { dumpTreeXattrs, restoreXattrs, type XattrSet } from './xattr';
 
@@ -26,6 +31,8 @@ const ACL_ACCESS = 'system.posix_acl_access';
 const ACL_DEFAULT = 'system.posix_acl_default';
 const XATTR_PATTERN = '^(security\\.capability|system\\.posix_acl_(access|default))$';
 const MAX_NAMED = 10;
+/** The walker threads' module: chown-thread.ts, bundled as dist/chown-thread.cjs beside the engine. */
+const CHOWN_THREAD = { dir: import.meta.dirname, name: 'chown-thread' };
 
 export interface Progress {
   inodes: number;
@@ -46,6 +53,8 @@ export interface ShiftTreeOptions {
   batchSize?: number;
   /** Walker threads besides the calling thread, which walks too (default 1: two cores busy); 0 walks in the calling thread alone. */
   threads?: number;
+  /** How long to wait for another process shifting the same tree (default 120 s); then HostError. */
+  lockTimeoutMs?: number;
 }
 
 export interface ShiftTreeResult {
@@ -212,7 +221,7 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
   };
   const progress = () => ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
   const mountPoints = mountPointsBelow(ctx.root);
-  const pool = new WalkerPool(ctx.threads ?? 1);
+  const pool = new WalkerPool<ChownInit, ChunkReport>({ threads: ctx.threads ?? 1, module: CHOWN_THREAD, factory: chownVisitor });
   let attrs: Map<string, XattrSet>;
   try {
     attrs = ctx.dryRun ? new Map<string, XattrSet>() : await dumpTreeXattrs(ctx.root, XATTR_PATTERN);
@@ -220,12 +229,14 @@ async function runStep(ctx: StepContext): Promise<StepTotals> {
     await pool.walk({
       root: ctx.root,
       mountPoints,
-      uid: rules.uid,
-      gid: rules.gid,
-      special: [...ctx.replay.keys(), ...attrs.keys()],
-      dryRun: Boolean(ctx.dryRun),
-      chunk: ctx.batchSize,
-      onChunk: async (report) => {
+      init: {
+        uid: { table: rules.uid.table, overflow: rules.uid.overflow },
+        gid: { table: rules.gid.table, overflow: rules.gid.overflow },
+        special: [...ctx.replay.keys(), ...attrs.keys()],
+        dryRun: Boolean(ctx.dryRun),
+        chunk: ctx.batchSize ?? 4096,
+      },
+      onReport: async (report) => {
         for (const path of report.skipped.map(displayPath)) {
           totals.skippedMounts.push(path);
           ctx.logger.info('shift: skipped a mount point inside the rootfs', { path, containerId: ctx.containerId });
@@ -268,6 +279,21 @@ function unmappedError(root: string, totals: StepTotals, containerId?: string): 
   });
 }
 
+/**
+ * Takes the tree's shift lock. A live holder (another container starting on
+ * this rootfs) is waited for, since the tree is then usually done; a holder
+ * killed mid-shift is recognised by pid and start time and its lock broken,
+ * and the pending state lets this run finish its work.
+ */
+async function lockTree(paths: { dir: string; lock: string }, options: { lockTimeoutMs?: number; logger?: Logger }): Promise<HeldLock> {
+  try {
+    mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw systemError('cannot create', paths.dir, error);
+  }
+  return acquireLock({ path: paths.lock, timeoutMs: options.lockTimeoutMs ?? 120_000, logger: options.logger });
+}
+
 const identity: Ownership = { uid: IDENTITY, gid: IDENTITY };
 
 interface MoveOptions extends Omit<ShiftTreeOptions, 'uidMap' | 'gidMap'> {
@@ -279,7 +305,7 @@ async function move(options: MoveOptions): Promise<ShiftTreeResult> {
   const logger = options.logger ?? nullLogger;
   const root = resolveRootfs(options.rootfs, options.containerId);
   const paths = statePaths(options.stateDir, root);
-  const release = acquireLock(paths.lock, root);
+  const lock = await lockTree(paths, options);
   const result: ShiftTreeResult = { shifted: false, inodes: 0, changed: 0, skippedMounts: [] };
   try {
     let state: ShiftState = (await readState(options.stateDir, root)) ?? { version: 1, seq: 0, rootfs: root, original: identity, current: identity, previous: identity };
@@ -324,7 +350,7 @@ async function move(options: MoveOptions): Promise<ShiftTreeResult> {
     result.shifted = true;
     return result;
   } finally {
-    release();
+    lock.release();
   }
 }
 
@@ -393,7 +419,7 @@ export async function ensureShifted(opts: EnsureShiftedOptions): Promise<ShiftRe
 async function verifyTree(options: ShiftTreeOptions & { from: Ownership }): Promise<StepTotals> {
   const root = resolveRootfs(options.rootfs, options.containerId);
   const paths = statePaths(options.stateDir, root);
-  const release = acquireLock(paths.lock, root);
+  const lock = await lockTree(paths, options);
   try {
     const steps = planSteps(options.from, { uid: options.uidMap, gid: options.gidMap });
     if (steps.length !== 1) throw new RefusedError(`cannot verify ${root}: its previous and current ranges overlap, so owners are ambiguous`, { path: root, containerId: options.containerId, hint: 'set shift.mode to auto' });
@@ -406,6 +432,6 @@ async function verifyTree(options: ShiftTreeOptions & { from: Ownership }): Prom
     journal.remove();
     return totals;
   } finally {
-    release();
+    lock.release();
   }
 }

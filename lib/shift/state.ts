@@ -1,11 +1,14 @@
-// The shift's recorded state and the O(1) question the hook asks on every
-// container start: is this rootfs already owned per the mapping? Kept apart
-// from the shift engine (lib/shift/shift.ts, embedded compressed in the build) so
-// that answering it loads none of the engine.
+// The shift's state record (what a shift started, finished, and the
+// ownership it gave the tree), its file under stateDir, and the O(1)
+// question the hook asks on every container start: is this rootfs already
+// owned per the mapping? Kept apart from the shift engine (lib/shift/shift.ts,
+// a separate file of the build) and from the rootfs marker (marker.ts,
+// which spawns getfattr) so that answering it loads neither.
 
-import { lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
+import { writeFileAtomic } from '../sys/atomic-file';
 import { sameIdMap, toHost, validateIdMap, type IdMap } from '../oci/idmap';
 import type { Step } from './plan';
 
@@ -42,10 +45,11 @@ function pathKey(path: string): string {
   return hash.toString(16).padStart(16, '0');
 }
 
+/** Files of a rootfs's shift under stateDir/shift: state, journal, and the lock directory (lib/sys/lock.ts). */
 export function statePaths(stateDir: string, rootfs: string): { dir: string; state: string; journal: string; lock: string } {
   const dir = join(stateDir, 'shift');
   const key = pathKey(rootfs);
-  return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock`) };
+  return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock.d`) };
 }
 
 export function parseState(text: string, where: string): ShiftState {
@@ -80,6 +84,16 @@ export function readStateFast(stateDir: string, rootfs: string): ShiftState | un
   return state?.rootfs === rootfs ? state : undefined;
 }
 
+/** Replaces the state file atomically and durably (mode 0600). SystemError naming it when that fails. */
+export function writeStateFile(stateDir: string, state: ShiftState): void {
+  const paths = statePaths(stateDir, state.rootfs);
+  try {
+    mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw systemError('cannot create', paths.dir, error);
+  }
+  writeFileAtomic(paths.state, `${JSON.stringify(state)}\n`, { mode: 0o600, operation: 'cannot write the shift state' });
+}
 
 export function sameOwnership(a: Ownership, b: Ownership): boolean {
   return sameIdMap(a.uid, b.uid) && sameIdMap(a.gid, b.gid);

@@ -1,48 +1,102 @@
 // Replacing a file so that a crash leaves the old content or the new, never
 // half of either: a temp file in the same directory (so rename is atomic),
 // written and fsynced, renamed over the original, then the directory
-// fsynced so the rename itself is durable.
+// fsynced so the rename itself is durable. The one implementation of this
+// in oci-userns (the registry, the shift state, the shim's config.json).
+//
+// Synchronous: each step is one short system call, and on the hook's path
+// the first asynchronous file operation alone costs milliseconds.
 
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode, systemError, type ErrorContext } from '../errors';
 
-/**
- * Replaces `path` with `text`, keeping the original file's mode and owner
- * (an engine may read config.json as another user). The temp file is
- * removed when anything fails.
- */
-export async function replaceFileAtomic(path: string, text: string, context: ErrorContext = {}): Promise<void> {
-  const dir = dirname(path);
-  let original;
+export interface AtomicWriteOptions {
+  /**
+   * 'replace': the file must exist, and keeps its mode and owner (an engine
+   * may read config.json as another user). 'create-or-replace' (default):
+   * the file gets `mode` and the writer's owner.
+   */
+  existing?: 'replace' | 'create-or-replace';
+  /** Mode of the written file under 'create-or-replace'. Default 0o600. */
+  mode?: number;
+  /** Start of the error message, e.g. 'cannot write the registry'. Default 'cannot replace'. */
+  operation?: string;
+  context?: ErrorContext;
+}
+
+const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+// O_EXCL so a planted file or link is never written through; a temp file
+// left by a killed process that had our pid is ours to remove.
+function openTemp(temp: string, mode: number): number {
   try {
-    original = await fs.stat(path);
+    return openSync(temp, CREATE, mode);
   } catch (error) {
-    throw systemError('cannot stat', path, error, context);
+    if (errnoCode(error) !== 'EEXIST') throw error;
+    unlinkSync(temp);
+    return openSync(temp, CREATE, mode);
   }
+}
+
+function writeAll(fd: number, data: Buffer): void {
+  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done);
+}
+
+/**
+ * Replaces `path` with `data` atomically and durably. Throws a SystemError
+ * naming `path` (errno code in the message); the temp file
+ * (`.NAME.oci-userns-PID.tmp` beside it) is removed when anything fails.
+ */
+export function writeFileAtomic(path: string, data: string | Buffer, options: AtomicWriteOptions = {}): void {
+  const dir = dirname(path);
+  const operation = options.operation ?? 'cannot replace';
+  let original: Stats | undefined;
+  if (options.existing === 'replace') {
+    try {
+      original = statSync(path);
+    } catch (error) {
+      throw systemError('cannot stat', path, error, options.context);
+    }
+  }
+  const mode = original ? original.mode & 0o7777 : (options.mode ?? 0o600);
   const temp = join(dir, `.${basename(path)}.oci-userns-${process.pid}.tmp`);
   let created = false;
   try {
-    const file = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, original.mode & 0o7777);
+    const fd = openTemp(temp, mode);
     created = true;
     try {
-      await file.writeFile(text);
-      await file.chown(original.uid, original.gid);
-      await file.chmod(original.mode & 0o7777);
-      await file.sync();
+      writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+      if (original) fchownSync(fd, original.uid, original.gid);
+      // After the chown, which clears setuid/setgid bits, and past the umask.
+      fchmodSync(fd, mode);
+      fsyncSync(fd);
     } finally {
-      await file.close();
+      closeSync(fd);
     }
-    await fs.rename(temp, path);
+    renameSync(temp, path);
     created = false;
-    const dirHandle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
     try {
-      await dirHandle.sync();
+      fsyncSync(dirFd);
     } finally {
-      await dirHandle.close();
+      closeSync(dirFd);
     }
   } catch (error) {
-    if (created) await fs.unlink(temp).catch((unlinkError) => (errnoCode(unlinkError) === 'ENOENT' ? undefined : Promise.reject(unlinkError)));
-    throw systemError('cannot replace', path, error, context);
+    if (created) removeTemp(temp);
+    throw systemError(operation, path, error, options.context);
   }
+}
+
+function removeTemp(temp: string): void {
+  try {
+    unlinkSync(temp);
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw systemError('cannot remove the temp file', temp, error);
+  }
+}
+
+/** writeFileAtomic of an existing file, keeping its mode and owner. */
+export async function replaceFileAtomic(path: string, text: string, context: ErrorContext = {}): Promise<void> {
+  writeFileAtomic(path, text, { existing: 'replace', context });
 }

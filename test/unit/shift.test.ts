@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { RefusedError } from '../../lib/errors';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { dryRunShift, ensureShifted, shiftTree } from '../../lib/shift/shift';
-import { readStateFast } from '../../lib/shift/journal';
+import { readStateFast } from '../../lib/shift/state';
 import { rejects } from '../helpers/assert-error';
 
 const R = parseIdMap('0:100000:65536');
