@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs oci-userns into the engines' hook configuration: the program,
+# Installs oci-userns into the engines' hook configuration: the program
+# (the files of dist/ in PREFIX/lib/oci-userns, linked from PREFIX/bin),
 # the runtime-shim alias, the hooks.d definitions pointing at the installed
 # program, optional containers.conf and CRI-O drop-ins, and a default config
 # file when there is none. Records what it wrote in a manifest so that
@@ -11,7 +12,7 @@ usage() {
 usage: ./install.sh [options]          install (builds dist/ first if needed)
        ./install.sh --uninstall [--prefix DIR]   remove what an install wrote
 
-  --prefix DIR        program in DIR/bin (default /usr/local)
+  --prefix DIR        program in DIR/lib/oci-userns, linked from DIR/bin (default /usr/local)
   --hooks-dir DIR     hooks.d folder (default /usr/share/containers/oci/hooks.d, the only
                       one podman 4 and CRI-O read unless hooks_dir says otherwise)
   --config FILE       config file the hooks read (default /etc/containers/oci-userns.json);
@@ -71,6 +72,7 @@ DEST=${DESTDIR:-}
 DEST=${DEST%/}
 SRC=$(cd "$(dirname "$0")" && pwd)
 PROGRAM=$PREFIX/bin/oci-userns
+LIBDIR=$PREFIX/lib/oci-userns
 MANIFEST=$PREFIX/share/oci-userns/install-manifest
 
 say() { printf '  %-10s %s\n' "$1" "$2"; }
@@ -229,11 +231,35 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 echo "oci-userns: installing into ${DEST:-/} (prefix $PREFIX, hooks $HOOKS_DIR, node $NODE)"
 
-# The hooks run with only the env of their hooks.d definition (runc passes
-# nothing else), so "#!/usr/bin/env node" could not find node there: the
-# installed program names its node by absolute path.
-{ printf '#!%s\n' "$NODE"; tail -n +2 "$bundle"; } >"$STAGE/oci-userns"
-put "$STAGE/oci-userns" "$PROGRAM" 0755
+# The program is the files of dist/ (the executable, the files it loads
+# when needed, their source maps), kept together in LIBDIR, and PROGRAM a
+# link to the executable. The hooks run with only the env of their hooks.d
+# definition (runc passes nothing else), so "#!/usr/bin/env node" could not
+# find node there: the installed executable names its node by absolute path.
+for file in "$SRC"/dist/*; do
+  name=$(basename "$file")
+  if [ "$name" = oci-userns.cjs ]; then
+    { printf '#!%s\n' "$NODE"; tail -n +2 "$file"; } >"$STAGE/$name"
+    put "$STAGE/$name" "$LIBDIR/$name" 0755
+  else
+    put "$file" "$LIBDIR/$name" 0644
+  fi
+done
+# link TARGET PATH: installs a symlink unless it is already there.
+link() {
+  local target=$1 path=$2
+  ensure_dir "$(dirname "$path")"
+  if [ -L "$DEST$path" ] && [ "$(readlink "$DEST$path")" = "$target" ]; then
+    say unchanged "$path -> $target"
+  else
+    [ ! -e "$DEST$path" ] || [ -L "$DEST$path" ] || [ -n "${OLD_KIND[$path]:-}" ] || die "$DEST$path exists and is not ours; move it away first"
+    ln -sfn "$target" "$DEST$path.oci-userns-new"
+    mv -fT "$DEST$path.oci-userns-new" "$DEST$path"
+    say installed "$path -> $target"
+  fi
+  record link "$target" "$path"
+}
+link "../lib/oci-userns/oci-userns.cjs" "$PROGRAM"
 
 config_env=""
 [ "$CONFIG" = "$DEFAULT_CONFIG" ] || config_env=$CONFIG
@@ -246,14 +272,8 @@ ensure_dir "$PREFIX/bin"
 if [ -n "$config_env" ]; then
   printf '#!/bin/sh\nOCI_USERNS_CONFIG=%q exec %q runtime "$@"\n' "$config_env" "$PROGRAM" >"$STAGE/oci-userns-runtime"
   put "$STAGE/oci-userns-runtime" "$runtime" 0755
-elif [ -L "$DEST$runtime" ] && [ "$(readlink "$DEST$runtime")" = oci-userns ]; then
-  say unchanged "$runtime -> oci-userns"
-  record link oci-userns "$runtime"
 else
-  [ ! -e "$DEST$runtime" ] || [ -L "$DEST$runtime" ] || [ -n "${OLD_KIND[$runtime]:-}" ] || die "$DEST$runtime exists and is not ours; move it away first"
-  ln -sfn oci-userns "$DEST$runtime"
-  say installed "$runtime -> oci-userns"
-  record link oci-userns "$runtime"
+  link oci-userns "$runtime"
 fi
 
 for template in "$SRC"/hooks/*.json; do

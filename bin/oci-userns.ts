@@ -4,6 +4,9 @@
 
 import { writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { mapStacksToSources } from '../lib/log/source-map';
+
+mapStacksToSources();
 
 const args = process.argv.slice(2);
 

@@ -1,6 +1,6 @@
 // install.sh into a DESTDIR: what it writes, that every JSON it writes is
 // valid, that a second run changes nothing, and that --uninstall leaves an
-// empty tree. Runs the real script against the built dist/ bundle.
+// empty tree. Runs the real script against the built dist/ files.
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,7 +57,11 @@ test('installs program, runtime alias, hooks.d files, drop-ins and a default con
   assert.is(result.exitCode, 0, result.all);
   const files = tree(dest);
   const program = join(dest, 'usr/local/bin/oci-userns');
-  assert.ok(files['usr/local/bin/oci-userns']?.startsWith('file 755 '));
+  assert.is(files['usr/local/bin/oci-userns'], 'link ../lib/oci-userns/oci-userns.cjs');
+  assert.ok(files['usr/local/lib/oci-userns/oci-userns.cjs']?.startsWith('file 755 '));
+  const built = readdirSync(join(root, 'dist'));
+  for (const name of ['cli.cjs', 'shift.cjs', 'chown-thread.cjs', 'oci-userns.cjs.map']) assert.ok(built.includes(name), `dist/${name} is built`);
+  for (const name of built) assert.ok(files[`usr/local/lib/oci-userns/${name}`], `dist/${name} is installed`);
   assert.is(files['usr/local/bin/oci-userns-runtime'], 'link oci-userns');
   const shebang = readFileSync(program, 'utf8').split('\n', 1)[0]!;
   assert.match(shebang, /^#!\/\S*node$/, 'node by absolute path: hooks get no PATH from runc');
@@ -84,6 +88,7 @@ test('installs program, runtime alias, hooks.d files, drop-ins and a default con
 
   const version = await execa(program, ['--version'], { reject: false });
   assert.is(version.exitCode, 0, version.stderr);
+  // validate runs in cli.cjs, loaded from beside the executable.
   const check = await execa(program, ['validate', '--kind', 'hooks', join(dest, 'usr/share/containers/oci/hooks.d', HOOK_FILES[0]!)], { reject: false });
   assert.is(check.exitCode, 0, check.stderr);
 });
