@@ -6,19 +6,19 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { shiftTree } from '../../lib/shift/shift';
-import { buildTree, hasTool, snapshot, type InodeState } from '../helpers/shift-tree';
+import { statePaths } from '../../lib/shift/state';
+import { buildTree, snapshot, type InodeState } from '../helpers/shift-tree';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 const CHILD = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../helpers/shift-child.ts');
-const missing = ['setfacl', 'setcap', 'getfattr', 'setfattr', 'mknod', 'python3'].filter((t) => !hasTool(t));
-const isRoot = process.getuid?.() === 0;
-
-const test = suite('a killed shift finishes exactly on rerun');
+const test = skippedUnless(suite('a killed shift finishes exactly on rerun'), 'shift-crash', rootSkipReason(['setfacl', 'setcap', 'getfattr', 'setfattr', 'mknod', 'python3']));
 let work = '';
 test.before(() => {
   work = mkdtempSync(join(tmpdir(), 'oci-userns-crash-'));
@@ -65,22 +65,46 @@ async function crashEverywhere(label: string, prepare: ((root: string, stateDir:
 }
 
 test('first shift from host ownership, killed before each chown and chmod', async () => {
-  if (missing.length || !isRoot) {
-    console.log(`SKIP shift-crash: needs root and ${missing.join(', ')}`);
-    return;
-  }
   const points = await crashEverywhere('first', undefined, '0:100000:65536');
   assert.ok(points > 25, `only ${points} crash points`);
 });
 
 test('a move to an overlapping range (two steps through a free range), killed everywhere', async () => {
-  if (missing.length || !isRoot) return;
   const R = parseIdMap('0:100000:65536');
   const prepare = async (root: string, stateDir: string) => {
     await shiftTree({ rootfs: root, uidMap: R, gidMap: R, unmapped: 'error', stateDir });
   };
   const points = await crashEverywhere('overlap', prepare, '0:130000:65536', 2);
   assert.ok(points > 25, `only ${points} crash points`);
+});
+
+/** Runs the child without waiting; resolves with its exit status or signal and its stderr. */
+function startChild(root: string, stateDir: string, map: string, crashAt: number, pauseMs: number): Promise<{ status: number | null; signal: string | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, root, stateDir, map, String(crashAt), '4', String(pauseMs)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolve) => child.on('close', (status, signal) => resolve({ status, signal, stderr })));
+}
+
+test('two shifts of one tree started together, the one holding the lock killed: the other finishes the tree exactly', async () => {
+  const map = '0:100000:65536';
+  const reference = freshTree('concurrent-reference');
+  runChild(reference.root, reference.stateDir, map, 0);
+  const expected = snapshot(reference.root);
+  const tree = freshTree('concurrent');
+  // The first holds the lock, slowed down, and is killed before its 12th change; the second starts while it holds the lock.
+  const first = startChild(tree.root, tree.stateDir, map, 12, 150);
+  const lock = statePaths(tree.stateDir, tree.root).lock;
+  for (let waited = 0; !existsSync(lock); waited += 10) {
+    assert.ok(waited < 20_000, 'the first shift never took the lock');
+    await sleep(10);
+  }
+  const second = startChild(tree.root, tree.stateDir, map, 0, 0);
+  const [a, b] = await Promise.all([first, second]);
+  assert.is(a.signal, 'SIGKILL', `the first shift was to be killed: ${a.stderr}`);
+  assert.is(b.status, 0, `the second shift waits for the lock, breaks it once its holder is gone and finishes: ${b.stderr}`);
+  same(snapshot(tree.root), expected, 'after a concurrent shift whose lock holder was killed');
+  assert.not.ok(existsSync(lock), 'the lock is released');
 });
 
 test.run();

@@ -11,14 +11,13 @@ import { decodeAcl } from '../../lib/shift/acl';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { memoryLogger } from '../../lib/log/logger';
 import { ensureShifted, shiftTree, unshiftTree } from '../../lib/shift/shift';
-import { buildTree, hasTool, sh, snapshot } from '../helpers/shift-tree';
+import { buildTree, sh, snapshot } from '../helpers/shift-tree';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 const R = parseIdMap('0:100000:65536');
 const R2 = parseIdMap('0:200000:65536');
-const missing = ['setfacl', 'setcap', 'getcap', 'getfattr', 'setfattr', 'mknod', 'python3'].filter((t) => !hasTool(t));
-const canMount = process.getuid?.() === 0;
-
-const test = suite('shift of a tree with every kind of inode');
+const skip = rootSkipReason(['setfacl', 'setcap', 'getcap', 'getfattr', 'setfattr', 'mknod', 'python3', 'mount']);
+const test = skippedUnless(suite('shift of a tree with every kind of inode'), 'shift-tree', skip);
 let work = '';
 let root = '';
 let hostFile = '';
@@ -46,10 +45,6 @@ test.after(() => {
 const shifted = (id: number) => (id < 65536 ? id + 100000 : id);
 
 test('every inode moves into the range, with modes, ACLs and caps kept', async () => {
-  if (missing.length || !canMount) {
-    console.log(`SKIP shift-tree: needs root and ${missing.join(', ') || 'mount'}`);
-    return;
-  }
   const before = snapshot(root);
   const logger = memoryLogger();
   const result = await shiftTree({ rootfs: root, uidMap: R, gidMap: R, unmapped: 'error', stateDir, logger, batchSize: 5 });
@@ -77,7 +72,6 @@ test('every inode moves into the range, with modes, ACLs and caps kept', async (
 });
 
 test('shifting again to the same range changes nothing; ensureShifted skips in O(1)', async () => {
-  if (missing.length || !canMount) return;
   const again = await shiftTree({ rootfs: root, uidMap: R, gidMap: R, unmapped: 'error', stateDir });
   assert.not.ok(again.shifted);
   const ensured = await ensureShifted({ rootfs: root, uidMap: R, gidMap: R, mode: 'auto', unmapped: 'error', stateDir });
@@ -90,7 +84,6 @@ test('shifting again to the same range changes nothing; ensureShifted skips in O
 });
 
 test('range to range without passing through host root, then unshift restores the original', async () => {
-  if (missing.length || !canMount) return;
   const original = snapshot(root);
   for (const [path, s] of original) assert.ok(s.uid >= 100000 && s.gid >= 100000, `${path} is shifted`);
   const moved = await ensureShifted({ rootfs: root, uidMap: R2, gidMap: R2, mode: 'auto', unmapped: 'error', stateDir });

@@ -1,6 +1,8 @@
 // Runs one shift and kills itself with SIGKILL just before the Nth change
 // to the tree (chown or chmod), for the crash test. Usage:
-// node --import tsx shift-child.ts ROOTFS STATEDIR UIDMAP CRASH_AT BATCH
+// node --import tsx shift-child.ts ROOTFS STATEDIR UIDMAP CRASH_AT BATCH [PAUSE_MS]
+// (CRASH_AT 0: never; PAUSE_MS: sleep before each change, to hold the lock
+// while another shift of the tree starts).
 // The walker runs in this thread (threads: 0), where the patched fs counts
 // every change; the rerun in the test uses the default walker threads.
 import fs from 'node:fs';
@@ -8,10 +10,11 @@ import { syncBuiltinESMExports } from 'node:module';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { shiftTree } from '../../lib/shift/shift';
 
-const [rootfs, stateDir, map, crashAt, batch] = process.argv.slice(2);
+const [rootfs, stateDir, map, crashAt, batch, pauseMs] = process.argv.slice(2);
 let calls = 0;
 const countThenCall = <T extends (...args: never[]) => unknown>(fn: T): T =>
   ((...args: Parameters<T>) => {
+    if (pauseMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(pauseMs));
     if (++calls === Number(crashAt)) process.kill(process.pid, 'SIGKILL');
     return fn(...args);
   }) as T;
