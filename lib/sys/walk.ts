@@ -125,9 +125,9 @@ export function dirReader(options: ReaderOptions): (dirs: readonly string[]) => 
 
 /** Walks everything below root in the calling thread, depth first. Throws a SystemError naming the path that failed. */
 export function walkTree(root: string, visitor: TreeVisitor, mountPoints: Iterable<string> = mountPointsBelow(root)): void {
-  const read = dirReader({ dev: statOf(root).dev, mountPoints, visitor });
-  const pending = [root];
   try {
+    const read = dirReader({ dev: statOf(root).dev, mountPoints, visitor });
+    const pending = [root];
     while (pending.length > 0) pending.push(...read([pending.pop()!]));
     visitor.end?.();
   } catch (error) {

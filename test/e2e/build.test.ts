@@ -1,0 +1,49 @@
+// The build in dist/: plain files (no code in compressed strings), the
+// hook's file free of the CLI's libraries, and one copy of the error classes
+// per process across the files, so that an error thrown in the shift engine
+// (dist/shift.cjs) is recognised by the CLI (dist/cli.cjs) with its exit code.
+
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { buildProgram, PROGRAM, Workspace } from './harness';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
+
+const test = suite('build');
+test.before(() => buildProgram());
+
+test('dist holds the executable, the cold files, the thread module and their maps; no compressed code', () => {
+  const dist = join(PROGRAM, '..');
+  assert.equal(readdirSync(dist).sort(), ['chown-thread.cjs', 'chown-thread.cjs.map', 'cli.cjs', 'cli.cjs.map', 'oci-userns.cjs', 'oci-userns.cjs.map', 'shift.cjs', 'shift.cjs.map']);
+  for (const name of readdirSync(dist).filter((n) => n.endsWith('.cjs'))) {
+    assert.not.match(readFileSync(join(dist, name), 'utf8'), /new Function|brotliDecompress/, name);
+  }
+  assert.not.match(readFileSync(PROGRAM, 'utf8'), /yargs|winston|execa/, 'the hook path loads none of the CLI libraries');
+});
+
+test.run();
+
+const cross = skippedUnless(suite('errors across the files of the build'), 'build e2e', rootSkipReason(['getfattr', 'setfattr']));
+let work: Workspace | undefined;
+cross.before(async () => {
+  await buildProgram();
+  work = Workspace.create('oci-userns-build-');
+});
+cross.after(() => work?.remove());
+
+cross('a refusal thrown in shift.cjs exits 5 from cli.cjs, with its message (not an internal error)', async () => {
+  const rootfs = join(work!.dir, 'rootfs');
+  mkdirSync(rootfs);
+  writeFileSync(join(rootfs, 'far'), '');
+  chownSync(join(rootfs, 'far'), 99999, 0);
+  const config = join(work!.dir, 'config.json');
+  writeFileSync(config, JSON.stringify({ stateDir: join(work!.dir, 'state'), logFile: join(work!.dir, 'log') }));
+  const result = await execa(PROGRAM, ['shift', rootfs, '--to', '300000', '--config', config], { reject: false });
+  assert.is(result.exitCode, 5, result.stderr);
+  assert.match(result.stderr, /^oci-userns: cannot shift .*: 1 inode\(s\) have owners or ACL entries outside the mapping: .*\/far;/);
+  rmSync(rootfs, { recursive: true, force: true });
+});
+
+cross.run();

@@ -1,0 +1,60 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SystemError } from '../../lib/errors';
+import { replaceFileAtomic, writeFileAtomic } from '../../lib/sys/atomic-file';
+
+const test = suite('atomic file replacement');
+let dir = '';
+test.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-atomic-'));
+});
+test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+const temp = (name: string) => join(dir, `.${name}.oci-userns-${process.pid}.tmp`);
+
+test('creates with the given mode (past the umask), then replaces; no temp file left', () => {
+  const path = join(dir, 'ranges.json');
+  writeFileAtomic(path, 'one\n', { mode: 0o644 });
+  assert.is(statSync(path).mode & 0o7777, 0o644);
+  writeFileAtomic(path, Buffer.from('two\n'), { mode: 0o600 });
+  assert.is(readFileSync(path, 'utf8'), 'two\n');
+  assert.is(statSync(path).mode & 0o7777, 0o600);
+  assert.equal(readdirSync(dir), ['ranges.json']);
+});
+
+test("'replace' keeps the mode of the file it replaces and refuses a missing one", async () => {
+  const path = join(dir, 'config.json');
+  writeFileSync(path, '{}');
+  chmodSync(path, 0o640);
+  await replaceFileAtomic(path, '{"a":1}\n');
+  assert.is(statSync(path).mode & 0o7777, 0o640);
+  assert.is(readFileSync(path, 'utf8'), '{"a":1}\n');
+  assert.throws(() => writeFileAtomic(join(dir, 'nope.json'), 'x', { existing: 'replace' }), (e: Error) => e instanceof SystemError && /cannot stat .*nope\.json: ENOENT/.test(e.message));
+  assert.not.ok(existsSync(join(dir, 'nope.json')));
+});
+
+test('a temp file a killed writer with our pid left is replaced; a symlink planted there is not written through', () => {
+  const path = join(dir, 'state.json');
+  writeFileSync(temp('state.json'), 'leftover');
+  writeFileAtomic(path, 'new');
+  assert.is(readFileSync(path, 'utf8'), 'new');
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'keep');
+  symlinkSync(victim, temp('state.json'));
+  writeFileAtomic(path, 'newer');
+  assert.is(readFileSync(victim, 'utf8'), 'keep');
+  assert.is(readFileSync(path, 'utf8'), 'newer');
+});
+
+test('a failure names the operation and the file', () => {
+  const path = join(dir, 'ranges.json');
+  writeFileAtomic(path, 'old');
+  // A directory where the temp file goes: open fails.
+  rmSync(dir, { recursive: true });
+  assert.throws(() => writeFileAtomic(path, 'new', { operation: 'cannot write the registry' }), (e: Error) => e instanceof SystemError && e.message === `cannot write the registry ${path}: ENOENT`);
+});
+
+test.run();
