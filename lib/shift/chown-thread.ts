@@ -1,7 +1,7 @@
-// A walker thread of the shift (lib/sys/walk.ts): a module of its own, so
+// A walker thread of the shift (lib/sys/walk-pool.ts): a module of its own, so
 // that the build bundles it as a real file (dist/chown-thread.cjs).
 
-import { serveThread } from '../sys/walk';
+import { serveThread } from '../sys/walk-pool';
 import { chownVisitor } from './chown';
 
 serveThread(chownVisitor);

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { SystemError } from '../../lib/errors';
 import { chownVisitor, type ChownInit, type ChunkReport } from '../../lib/shift/chown';
 import { displayPath, keyOfBytes } from '../../lib/sys/path-key';
-import { childKeys, mountPointsBelow, walkTree, WalkerPool, type EntryType } from '../../lib/sys/walk';
+import { childKeys, mountPointsBelow, walkTree, type EntryType } from '../../lib/sys/walk';
+import { WalkerPool } from '../../lib/sys/walk-pool';
 
 const test = suite('tree walker');
 let root = '';
