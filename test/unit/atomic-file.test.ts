@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SystemError } from '../../lib/errors';
 import { replaceFileAtomic, writeFileAtomic } from '../../lib/sys/atomic-file';
+import { rejects } from '../helpers/assert-error';
 
 const test = suite('atomic file replacement');
 let dir = '';
@@ -32,7 +33,7 @@ test("'replace' keeps the mode of the file it replaces and refuses a missing one
   await replaceFileAtomic(path, '{"a":1}\n');
   assert.is(statSync(path).mode & 0o7777, 0o640);
   assert.is(readFileSync(path, 'utf8'), '{"a":1}\n');
-  assert.throws(() => writeFileAtomic(join(dir, 'nope.json'), 'x', { existing: 'replace' }), (e: Error) => e instanceof SystemError && /cannot stat .*nope\.json: ENOENT/.test(e.message));
+  await rejects(() => writeFileAtomic(join(dir, 'nope.json'), 'x', { existing: 'replace' }), SystemError, /^cannot stat .*nope\.json: ENOENT$/);
   assert.not.ok(existsSync(join(dir, 'nope.json')));
 });
 
@@ -49,12 +50,12 @@ test('a temp file a killed writer with our pid left is replaced; a symlink plant
   assert.is(readFileSync(path, 'utf8'), 'newer');
 });
 
-test('a failure names the operation and the file', () => {
+test('a failure names the operation and the file', async () => {
   const path = join(dir, 'ranges.json');
   writeFileAtomic(path, 'old');
   // A directory where the temp file goes: open fails.
   rmSync(dir, { recursive: true });
-  assert.throws(() => writeFileAtomic(path, 'new', { operation: 'cannot write the registry' }), (e: Error) => e instanceof SystemError && e.message === `cannot write the registry ${path}: ENOENT`);
+  await rejects(() => writeFileAtomic(path, 'new', { operation: 'cannot write the registry' }), SystemError, `cannot write the registry ${path}: ENOENT`);
 });
 
 test.run();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { InputError } from '../../lib/errors';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { alreadyShifted, parseState, readStateFast, statePaths, writeStateFile, type ShiftState } from '../../lib/shift/state';
+import { rejects } from '../helpers/assert-error';
 
 const test = suite('shift state record');
 let work = '';
@@ -41,13 +42,13 @@ test('state, journal and lock paths are per rootfs, and the lock is a directory 
   assert.equal([a.state.endsWith('.json'), a.journal.endsWith('.journal'), a.lock.endsWith('.lock.d')], [true, true, true]);
 });
 
-test('what does not parse is an InputError naming where it was read', () => {
+test('what does not parse is an InputError naming where it was read', async () => {
   for (const [text, why] of [
-    ['{', 'is not valid JSON'],
-    ['{"version":2}', 'is not a version 1 record'],
+    ['{', 'shift state the file is not valid JSON'],
+    ['{"version":2}', 'shift state the file is not a version 1 record'],
     [JSON.stringify(state({ current: { uid: [{ containerID: 0, hostID: -1, size: 1 }], gid: identity.gid } })), 'shift state the file'],
   ] as const) {
-    assert.throws(() => parseState(text, 'the file'), (e: Error) => e instanceof InputError && e.message.includes(why), text);
+    await rejects(() => parseState(text, 'the file'), InputError, why);
   }
 });
 
