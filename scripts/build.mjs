@@ -62,32 +62,24 @@ const entries = {
   cli: join(root, 'cli', 'index.ts'),
   shift: join(root, 'lib', 'shift', 'shift.ts'),
   'chown-thread': join(root, 'lib', 'shift', 'chown-thread.ts'),
+  errors: join(root, 'lib', 'errors.ts'),
 };
-const errorsModule = join(root, 'lib', 'errors.ts');
 
 // Every file bundles the modules it uses, so a module imported by two of
-// them exists twice in a process. That matters for one: lib/errors.ts,
-// whose classes the hook and the CLI recognise with instanceof. So every
-// import of it goes through a stub that keeps the first copy loaded in the
-// process (on globalThis, under a registered symbol) and hands it to the
-// files loaded later. An import of a cold entry's module becomes a require()
-// of its file.
+// them would exist twice in a process. That matters for lib/errors.ts, whose
+// classes the hook and the CLI recognise with instanceof: it is a file of
+// its own (dist/errors.cjs), which every other file requires, so Node's
+// module cache holds one copy. An import of a cold entry's module likewise
+// becomes a require() of its file.
 const files = {
   name: 'oci-userns-files',
   setup(b) {
     const self = b.initialOptions.entryPoints[0];
     b.onResolve({ filter: /^\.\.?\// }, (args) => {
-      if (args.namespace === 'errors-stub') return undefined;
       const target = join(args.resolveDir, `${args.path}.ts`);
-      if (target === errorsModule) return { path: target, namespace: 'errors-stub' };
-      const cold = Object.entries(entries).find(([name, entry]) => entry === target && entry !== self && name !== 'oci-userns');
-      return cold ? { path: `./${cold[0]}.cjs`, external: true } : undefined;
+      const shared = Object.entries(entries).find(([name, entry]) => entry === target && entry !== self && name !== 'oci-userns');
+      return shared ? { path: `./${shared[0]}.cjs`, external: true } : undefined;
     });
-    b.onLoad({ filter: /.*/, namespace: 'errors-stub' }, (args) => ({
-      loader: 'js',
-      resolveDir: dirname(args.path),
-      contents: `module.exports = globalThis[Symbol.for('oci-userns.errors')] ??= require('./errors');`,
-    }));
   },
 };
 

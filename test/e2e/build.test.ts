@@ -14,13 +14,16 @@ import { rootSkipReason, skippedUnless } from '../helpers/skip';
 const test = suite('build');
 test.before(() => buildProgram());
 
-test('dist holds the executable, the cold files, the thread module and their maps; no compressed code', () => {
+test('dist holds the executable, the cold files, the thread module, the error classes and their maps; no compressed code', () => {
   const dist = join(PROGRAM, '..');
-  assert.equal(readdirSync(dist).sort(), ['chown-thread.cjs', 'chown-thread.cjs.map', 'cli.cjs', 'cli.cjs.map', 'oci-userns.cjs', 'oci-userns.cjs.map', 'shift.cjs', 'shift.cjs.map']);
+  assert.equal(readdirSync(dist).sort(), ['chown-thread.cjs', 'chown-thread.cjs.map', 'cli.cjs', 'cli.cjs.map', 'errors.cjs', 'errors.cjs.map', 'oci-userns.cjs', 'oci-userns.cjs.map', 'shift.cjs', 'shift.cjs.map']);
   for (const name of readdirSync(dist).filter((n) => n.endsWith('.cjs'))) {
     assert.not.match(readFileSync(join(dist, name), 'utf8'), /new Function|brotliDecompress/, name);
   }
   assert.not.match(readFileSync(PROGRAM, 'utf8'), /yargs|winston|execa/, 'the hook path loads none of the CLI libraries');
+  for (const name of ['oci-userns.cjs', 'cli.cjs', 'shift.cjs']) {
+    assert.not.match(readFileSync(join(dist, name), 'utf8'), /extends UsernsError\b/, `${name} has no copy of the error classes (dist/errors.cjs holds them)`);
+  }
 });
 
 test.run();
