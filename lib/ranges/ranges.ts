@@ -6,18 +6,26 @@
 // An entry whose recorded process is gone (a container that died without
 // its poststop hook) never blocks anyone: allocation and guarding drop it.
 // An entry without a process (allocated, not started yet) counts as live.
+//
+// Host-wide: allocating and registering a new range also count the ids
+// other engines hold (lib/ranges/userns-scan.ts), read under the lock. A
+// container that joined a registered container's user namespace by path
+// shares its ids: it is recorded with the same ranges (`joined`), so the
+// ids stay in use until the last container in the namespace is gone.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { OverlapPolicy, PoolConfig } from '../config/config';
 import { errnoCode, InputError, RefusedError, systemError } from '../errors';
-import { formatIdMap, hostRangesOverlap, idMapSize, isIdentity, parseProcIdMap, sameIdMap, validateIdMap, type IdMapping } from '../oci/idmap';
+import { formatIdMap, hostRangesOverlap, idMapSize, isIdentity, sameIdMap, validateIdMap, type IdMapping } from '../oci/idmap';
 import { withLock } from '../sys/lock';
 import type { Logger } from '../log/logger';
 import { isRunning, processStart } from '../sys/process-identity';
 import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
+import type { RangesInUse } from './allocator';
 import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
 import { readPool } from './subid';
+import { foreignRangesInUse, readForeignIds, readProcessMaps, userNamespaceInode } from './userns-scan';
 
 export type { RangeEntry, RangeSource } from './registry';
 
@@ -27,6 +35,8 @@ interface Common {
   /** Where /proc is; tests point it elsewhere. */
   procRoot?: string;
   lockTimeoutMs?: number;
+  /** containers/storage roots whose container lists count as in use; default /var/lib/containers/storage and /run/containers/storage. */
+  storageRoots?: readonly string[];
 }
 
 async function isLive(entry: RangeEntry, procRoot?: string): Promise<boolean> {
@@ -45,7 +55,23 @@ function logDropped(gone: readonly RangeEntry[], why: string, logger?: Logger): 
   for (const e of gone) logger?.info(`dropped the range of container ${e.id}: ${why}`, { containerId: e.id, uidMappings: formatIdMap(e.uidMappings), gidMappings: formatIdMap(e.gidMappings) });
 }
 
-const describe = (e: RangeEntry) => `${e.id} (uids ${formatIdMap(e.uidMappings)}, gids ${formatIdMap(e.gidMappings)}, ${e.source}, since ${e.since})`;
+const describe = (e: RangesInUse & Partial<Pick<RangeEntry, 'source' | 'since'>>) =>
+  `${e.id} (uids ${formatIdMap(e.uidMappings)}, gids ${formatIdMap(e.gidMappings)}${e.source ? `, ${e.source}, since ${e.since}` : ', not in the registry'})`;
+
+/**
+ * Ranges other engines hold (live user namespaces, containers/storage's
+ * records) that the registry does not already speak for: not the
+ * container's own, not a registered container's.
+ */
+function foreignInUse(opts: Common & { id: string }, entries: readonly RangeEntry[], ownNamespace?: number): RangesInUse[] {
+  const skipNamespaces = new Set<number>(ownNamespace === undefined ? [] : [ownNamespace]);
+  for (const e of entries) {
+    const inode = e.pid === undefined ? undefined : userNamespaceInode(e.pid, opts.procRoot);
+    if (inode !== undefined) skipNamespaces.add(inode);
+  }
+  const foreign = readForeignIds({ procRoot: opts.procRoot, storageRoots: opts.storageRoots });
+  return foreignRangesInUse(foreign, { skipNamespaces, skipIds: new Set([opts.id, ...entries.map((e) => e.id)]) });
+}
 
 function overlaps(e: RangeEntry, uidMappings: IdMapping[], gidMappings: IdMapping[]): boolean {
   return hostRangesOverlap(e.uidMappings, uidMappings) || hostRangesOverlap(e.gidMappings, gidMappings);
@@ -65,23 +91,28 @@ export interface GuardOptions extends Common {
 
 export interface GuardResult {
   entry: RangeEntry;
-  /** Live containers whose ids overlap (only with overlap 'warn'; 'refuse' throws instead). */
-  conflicts: RangeEntry[];
+  /** Live containers and other engines' namespaces whose ids overlap (only with overlap 'warn'; 'refuse' throws instead). */
+  conflicts: RangesInUse[];
   /** The entry was made by this call (not there before, or there with other ids): give it back if the container then fails to start. */
   created: boolean;
 }
 
 /**
  * Registers a user-namespaced container's ranges. Refuses (RefusedError,
- * nothing changed) when they overlap a different live container's, unless
- * `overlap` is 'warn'. Idempotent for the same id and mappings: the entry
- * keeps its source and since, and gains the pid.
+ * nothing changed) when they overlap a different live container's or ids
+ * another engine holds (a live user namespace, a containers/storage
+ * record), unless `overlap` is 'warn'. A container whose process is in a
+ * registered container's user namespace (it joined it by path) is no
+ * overlap: it is recorded with `joined` naming that container. Idempotent
+ * for the same id and mappings: the entry keeps its source and since, and
+ * gains the pid.
  */
 export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const { id, logger, procRoot } = opts;
   const uidMappings = validateIdMap(opts.uidMappings, `container ${id} uidMappings`);
   const gidMappings = validateIdMap(opts.gidMappings, `container ${id} gidMappings`);
   const pidStart = opts.pid === undefined ? undefined : await processStart(opts.pid, procRoot);
+  const ownNamespace = opts.pid === undefined ? undefined : userNamespaceInode(opts.pid, procRoot);
   return updateRegistry(opts, async (entries) => {
     const existing = entries.find((e) => e.id === id);
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
@@ -89,8 +120,15 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
       entries.filter((e) => e.id !== id && overlaps(e, uidMappings, gidMappings)),
       procRoot,
     );
-    if (live.length > 0) {
-      const message = `container ${id}: its host ids (uids ${formatIdMap(uidMappings)}, gids ${formatIdMap(gidMappings)}) overlap those of ${live.map(describe).join('; ')}`;
+    const inNamespace = (e: RangeEntry) => ownNamespace !== undefined && e.pid !== undefined && userNamespaceInode(e.pid, procRoot) === ownNamespace;
+    const joined = live.find(inNamespace);
+    const conflicts: RangesInUse[] = live.filter((e) => !inNamespace(e));
+    // Checked when the range is registered; a container already registered with it was checked then.
+    if (!same && !joined) {
+      conflicts.push(...foreignInUse(opts, entries, ownNamespace).filter((f) => hostRangesOverlap(f.uidMappings, uidMappings) || hostRangesOverlap(f.gidMappings, gidMappings)));
+    }
+    if (conflicts.length > 0) {
+      const message = `container ${id}: its host ids (uids ${formatIdMap(uidMappings)}, gids ${formatIdMap(gidMappings)}) overlap those of ${conflicts.map(describe).join('; ')}`;
       if (opts.overlap === 'refuse') {
         throw new RefusedError(message, {
           containerId: id,
@@ -107,11 +145,13 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.pid !== undefined ? { pid: opts.pid, pidStart } : {}),
       ...(opts.runtimeRoot !== undefined ? { runtimeRoot: opts.runtimeRoot } : {}),
+      ...(joined ? { joined: joined.joined ?? joined.id } : {}),
     };
     if (entry.pidStart === undefined) delete entry.pidStart;
+    if (joined) logger?.info(`container ${id} joined the user namespace of container ${joined.id}: it shares its range`, { containerId: id });
     // In place, so that guarding a registered container again rewrites nothing.
     const kept = entries.filter((e) => !gone.includes(e)).map((e) => (e.id === id ? entry : e));
-    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts: live, created: !same } };
+    return { entries: existing ? kept : [...kept, entry], result: { entry, conflicts, created: !same } };
   });
 }
 
@@ -161,7 +201,8 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
     logDropped(gone, 'its process is gone', logger);
-    const choice = chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse: live });
+    const inUse = [...live, ...foreignInUse(opts, live)];
+    const choice = chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse });
     const entry: RangeEntry = {
       id,
       ...(opts.name !== undefined ? { name: opts.name } : {}),
@@ -222,15 +263,6 @@ export interface RepairResult {
   entries: RangeEntry[];
 }
 
-async function readMap(path: string): Promise<IdMapping[] | undefined> {
-  try {
-    return parseProcIdMap(await fs.readFile(path, 'utf8'), path);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ESRCH') return undefined;
-    throw systemError('cannot read', path, error);
-  }
-}
-
 /**
  * `oci-userns gc --repair`: moves the registry aside (kept, as
  * ranges.json.corrupt-TIME) and writes a new one from the running
@@ -256,10 +288,9 @@ export async function repairRegistry(opts: Common & { runtimeRoots?: string[] })
     const since = new Date().toISOString();
     for (const c of await listRuntimeContainers(roots)) {
       if (c.pid === undefined || !(await isRunning(c.pid, c.pidStart, procRoot))) continue;
-      const uidMappings = await readMap(`${procRoot}/${c.pid}/uid_map`);
-      const gidMappings = await readMap(`${procRoot}/${c.pid}/gid_map`);
-      if (!uidMappings || !gidMappings || isIdentity(uidMappings)) continue;
-      entries.push({ id: c.id, uidMappings, gidMappings, since, source: 'external', pid: c.pid, ...(c.pidStart ? { pidStart: c.pidStart } : {}), runtimeRoot: c.root });
+      const maps = readProcessMaps(c.pid, procRoot);
+      if (!maps || isIdentity(maps.uidMappings)) continue;
+      entries.push({ id: c.id, ...maps, since, source: 'external', pid: c.pid, ...(c.pidStart ? { pidStart: c.pidStart } : {}), runtimeRoot: c.root });
     }
     await writeRegistry(opts.stateDir, entries);
     opts.logger?.warn(`rebuilt the registry from ${entries.length} running container${entries.length === 1 ? '' : 's'}${moved ? `; the old one is ${movedTo}` : ''}`, { path });

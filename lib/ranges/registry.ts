@@ -37,6 +37,8 @@ export interface RangeEntry {
   pidStart?: number;
   /** The runtime's state directory, when known. */
   runtimeRoot?: string;
+  /** The registered container whose user namespace this one joined by path (runtime-spec linux.namespaces path): it shares that range. */
+  joined?: string;
 }
 
 export interface RegistryOptions {
@@ -94,6 +96,7 @@ function parseEntry(value: unknown, index: number, path: string): RangeEntry {
   if (!SOURCES.includes(e.source as RangeSource)) throw corrupt(path, `${label}: source must be one of ${SOURCES.join(', ')}`);
   optional('name', 'string');
   optional('runtimeRoot', 'string');
+  optional('joined', 'string');
   optional('pid', 'number');
   optional('pidStart', 'number');
   for (const key of ['uidMappings', 'gidMappings']) {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -27,16 +27,26 @@ function fakeProcess(pid: number, start: number, state = 'S', maps?: { uid: stri
     writeFileSync(join(procRoot, String(pid), 'gid_map'), maps.gid);
   }
 }
+/** A fake process in user namespace `inode`, mapped 0 -> hostID (size ids); the reader ('self') is in namespace 1. */
+function fakeInNamespace(pid: number, inode: number, hostID: number, size = B) {
+  for (const [p, ino] of [['self', 1], [String(pid), inode]] as const) {
+    mkdirSync(join(procRoot, p, 'ns'), { recursive: true });
+    rmSync(join(procRoot, p, 'ns', 'user'), { force: true });
+    symlinkSync(`user:[${ino}]`, join(procRoot, p, 'ns', 'user'));
+  }
+  fakeProcess(pid, 7, 'S', { uid: `0 ${hostID} ${size}\n`, gid: `0 ${hostID} ${size}\n` });
+}
 const map = (hostID: number, size = B): IdMapping[] => [{ containerID: 0, hostID, size }];
 const guard = (id: string, hostID: number, extra: Partial<Parameters<typeof guardContainer>[0]> = {}) =>
-  guardContainer({ stateDir, procRoot, id, uidMappings: map(hostID), gidMappings: map(hostID), source: 'external', overlap: 'refuse', ...extra });
+  guardContainer({ stateDir, procRoot, storageRoots: [], id, uidMappings: map(hostID), gidMappings: map(hostID), source: 'external', overlap: 'refuse', ...extra });
 const alloc = (id: string, extra: Partial<Parameters<typeof allocateRange>[0]> = {}) =>
-  allocateRange({ stateDir, procRoot, pool, passwdFile: join(dir, 'passwd'), id, source: 'cli', ...extra });
+  allocateRange({ stateDir, procRoot, storageRoots: [], pool, passwdFile: join(dir, 'passwd'), id, source: 'cli', ...extra });
 
 function setup() {
   dir = mkdtempSync(join(tmpdir(), 'oci-userns-ranges-'));
   stateDir = join(dir, 'state');
   procRoot = join(dir, 'proc');
+  mkdirSync(procRoot);
   writeFileSync(join(dir, 'subuid'), `containers:${4 * B}:${4 * B}\n`);
   writeFileSync(join(dir, 'subgid'), `containers:${4 * B}:${4 * B}\n`);
   writeFileSync(join(dir, 'passwd'), '');
@@ -85,6 +95,16 @@ allocation('ranges registered by the hook are in use, and entries whose process 
   await alloc('c', { logger });
   assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['c']);
   assert.match(logger.records[0]!.message, /dropped the range of container x0: its process is gone/);
+});
+allocation('host-wide: skips the ids of a live user namespace outside the registry and of a stored --userns=auto container', async () => {
+  // Two blocks held by, say, `unshare --map-users`; one by a stopped podman container.
+  fakeInNamespace(600, 7, 4 * B, 2 * B);
+  const storage = join(dir, 'storage');
+  mkdirSync(join(storage, 'overlay-containers'), { recursive: true });
+  writeFileSync(join(storage, 'overlay-containers', 'containers.json'), JSON.stringify([{ id: 'p', names: ['p'], uidmap: [{ container_id: 0, host_id: 6 * B + 1, size: 65534 }], gidmap: [{ container_id: 0, host_id: 6 * B + 1, size: 65534 }] }]));
+  const entry = await alloc('c', { storageRoots: [storage] });
+  assert.equal(entry.uidMappings, map(7 * B));
+  await rejects(alloc('d', { storageRoots: [storage] }), HostError, /the user namespace of process 600 \(user:\[7\]\) \(uids 262144-393215\), containers\/storage container p /);
 });
 allocation.run();
 
@@ -156,6 +176,28 @@ guarding('disjoint containers and the same id with new ids', async () => {
 });
 guarding('bad mappings are input errors', async () => {
   await rejects(guardContainer({ stateDir, id: 'a', uidMappings: [{ containerID: 0, hostID: 1, size: 0 }], gidMappings: map(0), source: 'external', overlap: 'refuse' }), InputError);
+});
+guarding('host-wide: refuses ids a live user namespace outside the registry holds, not its own namespace', async () => {
+  fakeInNamespace(600, 7, 10 * B + 1000, 10);
+  await rejects(guard('b', 10 * B), RefusedError, /^container b: its host ids .* overlap those of the user namespace of process 600 \(user:\[7\]\) \(uids 0:656360:10, gids 0:656360:10, not in the registry\)/);
+  fakeInNamespace(601, 8, 12 * B);
+  const { conflicts } = await guard('own', 12 * B, { pid: 601 });
+  assert.equal(conflicts, [], 'the container\'s own namespace is no conflict');
+});
+guarding('a container that joined a registered container\'s user namespace shares its range until the last one is gone', async () => {
+  fakeInNamespace(200, 7, 10 * B);
+  await guard('a', 10 * B, { pid: 200 });
+  fakeInNamespace(201, 7, 10 * B);
+  const { entry, conflicts } = await guard('b', 10 * B, { pid: 201 });
+  assert.equal(conflicts, []);
+  assert.is(entry.joined, 'a');
+  fakeInNamespace(202, 9, 10 * B);
+  await rejects(guard('c', 10 * B, { pid: 202 }), RefusedError, /overlap those of a .*; b /);
+  await releaseContainer({ stateDir, id: 'a' });
+  await rejects(guard('c', 10 * B, { pid: 202 }), RefusedError, /overlap those of b /);
+  await releaseContainer({ stateDir, id: 'b' });
+  for (const pid of [200, 201]) rmSync(join(procRoot, String(pid)), { recursive: true });
+  assert.equal((await guard('c', 10 * B, { pid: 202 })).conflicts, []);
 });
 guarding.run();
 
