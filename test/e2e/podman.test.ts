@@ -4,14 +4,19 @@
 // Needs root, podman, runc and cgroup2 (at /sys/fs/cgroup, or elsewhere on
 // a hybrid host, where each podman session runs in a private mount
 // namespace whose /sys/fs/cgroup is the cgroup2 hierarchy).
-import { appendFileSync, chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cgroup2MountPoint } from '../../lib/doctor/doctor';
-import { cgroup2ShellArgv, commandExists } from './harness';
+import { DEFAULTS } from '../../lib/config/config';
+import { hostRangesOverlap, parseProcIdMap, type IdMapping } from '../../lib/oci/idmap';
+import { chooseRange } from '../../lib/ranges/allocator';
+import { readPool } from '../../lib/ranges/subid';
+import { parseStorageContainers } from '../../lib/ranges/userns-scan';
+import { busyboxRootfs, buildProgram, buildSpec, cgroup2ShellArgv, commandExists, PROGRAM, Session, writeBundle } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
 const IMAGE = 'localhost/oci-userns-debian-systemd';
@@ -157,6 +162,74 @@ if (skip) {
     );
     assert.is(result.exitCode, 0, result.all);
     assert.equal(logLines(await containerId(name, cid)).map((l) => l.stage), ['createRuntime', 'poststop']);
+  });
+
+  test("host-wide: alloc and the shim never hand out ids a podman --userns=auto container holds, stopped or running", async () => {
+    await buildProgram();
+    const session = await Session.open();
+    const stopped = uniqueName('auto-stopped');
+    const running = uniqueName('auto-running');
+    const work = join(dir, 'host-wide');
+    const shimRoot = join(work, 'runc');
+    let shimId = '';
+    try {
+      // No hooks: podman alone chooses these ranges, from the same pool (containers in /etc/subuid).
+      const create = await session.run(['podman', 'create', '--name', stopped, '--userns=auto', ...RUN, IMAGE, '/bin/true']);
+      assert.is(create.exitCode, 0, create.all);
+      const run = await session.run(['podman', 'run', '-d', '--name', running, '--userns=auto', ...RUN, IMAGE, 'sleep', '300']);
+      assert.is(run.exitCode, 0, run.all);
+      const pid = (await session.run(['podman', 'inspect', '--format', '{{.State.Pid}}', running])).stdout.trim();
+      const live = parseProcIdMap(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), 'uid_map');
+      const storageList = '/var/lib/containers/storage/overlay-containers/containers.json';
+      const kept = parseStorageContainers(readFileSync(storageList, 'utf8'), storageList).find((c) => c.names.includes(stopped));
+      assert.ok(kept, `containers/storage keeps no range for the stopped ${stopped}`);
+      const podman: Array<[string, IdMapping[]]> = [
+        [stopped, kept.uidMappings],
+        [running, live],
+      ];
+
+      // Names whose preferred block (the allocator's hash) is the one podman holds: the registry alone would hand it out.
+      const config = { ...DEFAULTS.pool };
+      const pool = await readPool({ pool: config });
+      const nameFor = (held: IdMapping[], prefix: string) => {
+        for (let i = 0; i < 1_000_000; i++) {
+          const key = `${prefix}-${i}`;
+          const choice = chooseRange({ pool, blockSize: config.blockSize, key, inUse: [] });
+          if (hostRangesOverlap(choice.uidMappings, held)) return key;
+        }
+        throw new Error(`no name lands on ${JSON.stringify(held)}`);
+      };
+      mkdirSync(work, { recursive: true, mode: 0o755 });
+      const configPath = join(work, 'oci-userns.json');
+      writeFileSync(configPath, JSON.stringify({ logFile: join(work, 'log'), stateDir: join(work, 'state'), runtime: { path: 'runc', policy: 'always' } }));
+      const allocId = nameFor(kept.uidMappings, 'alloc');
+      const alloc = await execa(process.execPath, [PROGRAM, 'alloc', allocId, '--json', '--config', configPath], { reject: false, all: true });
+      assert.is(alloc.exitCode, 0, alloc.all);
+      const allocated = JSON.parse(alloc.stdout) as { uidMappings: IdMapping[]; gidMappings: IdMapping[] };
+
+      shimId = nameFor(live, 'shim');
+      const rootfs = busyboxRootfs(join(work, 'rootfs'));
+      const bundle = writeBundle(join(work, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['sleep', '300'], userns: false }));
+      const shim = join(work, 'oci-userns-runtime');
+      symlinkSync(PROGRAM, shim);
+      // Detached, the container keeps the stdio it was given: a file, not the test's pipes.
+      const out = join(work, 'shim.out');
+      const started = await session.run(['sh', '-c', `"$0" --root ${shimRoot} run -d --bundle ${bundle} ${shimId} </dev/null >${out} 2>&1`, shim], { env: { ...process.env, OCI_USERNS_CONFIG: configPath } });
+      assert.is(started.exitCode, 0, readFileSync(out, 'utf8'));
+      const shimPid = JSON.parse((await session.run(['runc', '--root', shimRoot, 'state', shimId])).stdout).pid as number;
+      const shimMap = parseProcIdMap(readFileSync(`/proc/${shimPid}/uid_map`, 'utf8'), 'uid_map');
+
+      for (const [ours, what] of [
+        [allocated.uidMappings, `oci-userns alloc ${allocId}`],
+        [shimMap, `the shim's container ${shimId}`],
+      ] as const) {
+        for (const [name, held] of podman) assert.not.ok(hostRangesOverlap(ours, held), `${what} got ${JSON.stringify(ours)}, which overlaps podman's ${name} ${JSON.stringify(held)}`);
+      }
+    } finally {
+      if (shimId) await session.run(['runc', '--root', shimRoot, 'delete', '-f', shimId]);
+      await session.run(['podman', 'rm', '-f', '--ignore', stopped, running]);
+      session.close();
+    }
   });
 }
 
