@@ -33,9 +33,11 @@ const skip = await whyNot();
 const test = suite('runc + hook: ranges registered, overlap refused, released at poststop');
 let work = '';
 const tag = `${process.pid}`;
-const ids = { a: `ranges-a-${tag}`, b: `ranges-b-${tag}`, c: `ranges-c-${tag}` };
+const ids = { a: `ranges-a-${tag}`, b: `ranges-b-${tag}`, c: `ranges-c-${tag}`, shared: `ranges-shared-${tag}`, joiner: `ranges-joiner-${tag}`, late: `ranges-late-${tag}` };
 const A = 1_000_000;
 const B = A + 65536;
+// The guard is host-wide: a range of its own per run, so that a parallel run of these suites is no overlap.
+const SHARED = 1_500_000_000 + (process.pid % 1000) * 65536;
 
 function bundle(name: string, hostID: number, size: number, config: string): string {
   const dir = join(work, name);
@@ -125,6 +127,58 @@ echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
   assert.match(stderr, new RegExp(`oci-userns: createRuntime: container ${ids.c}: its host ids \\(uids 0:${A + 4096}:1000, gids 0:${A + 4096}:1000\\) overlap those of ${ids.a} \\(uids 0:${A}:65536`));
   assert.equal(snapshot(out, 'after refusal').map((e) => e.id), [ids.a, ids.b], 'the refused container left nothing behind');
 
+  assert.equal(snapshot(out, 'stopped'), [], out);
+});
+
+test("a container that joins another's user namespace by path shares its range; the range lives until the last one is gone", async () => {
+  if (skip) {
+    console.log(`  SKIPPED runc ranges e2e: ${skip}`);
+    return;
+  }
+  const stateDir = join(work, 'state-shared');
+  const config = join(work, 'oci-userns-shared.json');
+  writeFileSync(config, JSON.stringify({ logFile: join(work, 'oci-userns-shared.log'), stateDir, shift: { mode: 'never' } }));
+  const first = bundle('shared', SHARED, 65536, config);
+  // As CRI-O does for a pod's containers and podman for --userns=container:A: the namespace by
+  // path, with the same mappings (runc 1.1 wants them even when it joins).
+  const joiner = bundle('joiner', SHARED, 65536, config);
+  const spec = JSON.parse(readFileSync(join(joiner, 'config.json'), 'utf8'));
+  spec.linux.namespaces = spec.linux.namespaces.map((ns: { type: string }) => (ns.type === 'user' ? { type: 'user', path: '/proc/APID/ns/user' } : ns));
+  writeFileSync(join(joiner, 'config.json.in'), JSON.stringify(spec));
+  const late = bundle('late', SHARED + 4096, 1000, config);
+  const runcRoot = join(work, 'runc-shared');
+  const runc = `runc --root ${runcRoot}`;
+  const script = `
+set -u
+trap '${[ids.shared, ids.joiner, ids.late].map((id) => `${runc} delete -f ${id} >/dev/null 2>&1`).join('; ')}' EXIT
+${runc} run -d --bundle "${first}" "${ids.shared}" </dev/null >/dev/null 2>"${work}/shared.err" || { echo "start shared failed: $(cat ${work}/shared.err)"; exit 1; }
+pid=$(${runc} state "${ids.shared}" | sed -n 's/.*"pid": *\\([0-9]*\\).*/\\1/p')
+sed "s/APID/$pid/" "${joiner}/config.json.in" > "${joiner}/config.json"
+${runc} run -d --bundle "${joiner}" "${ids.joiner}" </dev/null >/dev/null 2>"${work}/joiner.err"
+echo "joiner exit $?"; cat "${work}/joiner.err"
+jpid=$(${runc} state "${ids.joiner}" | sed -n 's/.*"pid": *\\([0-9]*\\).*/\\1/p')
+[ "$(readlink /proc/$pid/ns/user)" = "$(readlink /proc/$jpid/ns/user)" ] && echo "same namespace"
+echo "=== both"; cat "${stateDir}/ranges.json"; echo "=== end"
+${runc} delete -f "${ids.shared}"
+echo "=== joiner left"; cat "${stateDir}/ranges.json"; echo "=== end"
+${runc} run -d --bundle "${late}" "${ids.late}" </dev/null >/dev/null 2>"${work}/late.err"
+echo "late exit $?"; echo "=== late stderr"; cat "${work}/late.err"; echo "=== end"
+${runc} delete -f "${ids.joiner}"
+echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
+`;
+  const argv = cgroup2ShellArgv(script);
+  const result = await execa(argv[0]!, argv.slice(1), { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, extendEnv: false, reject: false, all: true, timeout: 120_000 });
+  const out = result.all ?? '';
+  assert.is(result.exitCode, 0, out);
+  assert.match(out, /joiner exit 0\n/, 'the joining container starts');
+  assert.match(out, /same namespace/, out);
+  const both = snapshot(out, 'both');
+  assert.equal(both.map((e) => [e.id, e.uidMappings[0]!.hostID, e.joined]), [
+    [ids.shared, SHARED, undefined],
+    [ids.joiner, SHARED, ids.shared],
+  ]);
+  assert.equal(snapshot(out, 'joiner left').map((e) => e.id), [ids.joiner], 'the range stays in use while the joiner runs');
+  assert.match(out, new RegExp(`late exit [1-9][\\s\\S]*overlap those of ${ids.joiner} `), 'a third container on those ids is still refused');
   assert.equal(snapshot(out, 'stopped'), [], out);
 });
 
