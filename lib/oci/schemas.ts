@@ -52,5 +52,9 @@ export function schemaProblem(kind: SchemaKind, value: unknown): string | undefi
   // The if/then of the state schema reports the inner error and then an
   // uninformative "must match then schema"; the first error is the useful one.
   const first = errors[0];
-  return first ? describeSchemaError(first) : 'invalid';
+  if (!first) return 'invalid';
+  const problem = describeSchemaError(first);
+  // runtime-spec before 1.0.0 named the bundle 'bundlePath': say so rather than leave the reader to guess.
+  const renamed = kind === 'state' && first.keyword === 'required' && (first.params as { missingProperty?: string }).missingProperty === 'bundle' && typeof value === 'object' && value !== null && 'bundlePath' in value;
+  return renamed ? `${problem} (the state has 'bundlePath', its name before runtime-spec 1.0.0: the runtime is older than the spec this hook reads)` : problem;
 }

@@ -53,6 +53,11 @@ state('created and running need a pid; stopped does not', () => {
   assert.is(schemaProblem('state', { ...noPid, status: 'stopped' }), undefined);
   assert.is(schemaProblem('state', { ...good, status: 'stopped', pid: 0 }), undefined);
 });
+state("the shape comes before the pid rule: an old runtime's 'bundlePath' state is missing 'bundle', not a pid problem", () => {
+  const { bundle: _bundle, ...noBundle } = good;
+  rejects({ ...noBundle, status: 'running', pid: 0, bundlePath: '/b' }, /^missing required key 'bundle' \(the state has 'bundlePath', its name before runtime-spec 1\.0\.0/);
+  rejects({ ...noBundle, status: 'created', bundlePath: '/b' }, /^missing required key 'bundle'/);
+});
 state.run();
 
 const config = suite('the config.json schema checks the fields oci-userns relies on');
