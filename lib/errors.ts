@@ -61,6 +61,18 @@ export function isUsernsError(error: unknown): error is UsernsError {
   return error instanceof UsernsError;
 }
 
+/**
+ * The container's process exited while a hook was setting it up (killed, or
+ * its start failed meanwhile): a race on the host, not bad input. Exit 4.
+ */
+export function containerProcessGone(pid: number, containerId: string | undefined, cause: unknown): HostError {
+  return new HostError(`container process ${pid} exited while the hook was setting it up (the container was killed or its start failed meanwhile)`, {
+    containerId,
+    cause,
+    hint: 'start the container again',
+  });
+}
+
 /** The errno code of a Node.js system error, or undefined. */
 export function errnoCode(error: unknown): string | undefined {
   if (error && typeof error === 'object' && 'code' in error && typeof error.code === 'string') {

@@ -8,7 +8,7 @@
 
 import { constants, promises as fs } from 'node:fs';
 import { isAbsolute, join, normalize, posix } from 'node:path';
-import { errnoCode, HostError, InputError, RefusedError, systemError } from '../errors';
+import { containerProcessGone, errnoCode, HostError, RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
 import { cgroup2Mount, type Mount } from '../sys/mountinfo';
 
@@ -140,7 +140,7 @@ export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateRes
     procCgroup = await fs.readFile(procCgroupPath, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ESRCH') {
-      throw new InputError(`container process ${pid} no longer exists`, { containerId, cause: error });
+      throw containerProcessGone(pid, containerId, error);
     }
     throw systemError('cannot read', procCgroupPath, error, { containerId });
   }

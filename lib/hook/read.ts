@@ -7,7 +7,7 @@
 
 import { promises as fs } from 'node:fs';
 import type { Config } from '../config/config';
-import { errnoCode, InputError, systemError } from '../errors';
+import { containerProcessGone, errnoCode, InputError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
 import { parseProcIdMap } from '../oci/idmap';
 import { readSpec, rootfsPath, specMappings, type Spec } from '../oci/spec';
@@ -41,7 +41,7 @@ async function containerMappings(spec: Spec, pid: number, procRoot: string, cont
     try {
       return parseProcIdMap(await fs.readFile(path, 'utf8'), path);
     } catch (error) {
-      if (errnoCode(error) === 'ENOENT') throw new InputError(`container process ${pid} no longer exists`, { containerId, cause: error });
+      if (errnoCode(error) === 'ENOENT') throw containerProcessGone(pid, containerId, error);
       if (error instanceof InputError) throw error;
       throw systemError('cannot read', path, error, { containerId });
     }

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { delegateCgroup, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/delegate';
 import { systemdSpecProblems } from '../../lib/cgroup/spec-check';
-import { HostError, InputError, RefusedError } from '../../lib/errors';
+import { HostError, RefusedError } from '../../lib/errors';
 import { rejects } from '../helpers/assert-error';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc
@@ -142,7 +142,7 @@ test('refuses a cgroup directory or a listed file that is a symlink, and touches
 });
 test('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
   host('0::/c1\n');
-  await rejects(delegateCgroup(options({ pid: 99999 })), InputError, /container process 99999 no longer exists/);
+  await rejects(delegateCgroup(options({ pid: 99999 })), HostError, /^container process 99999 exited while the hook was setting it up/);
   host('12:pids:/c1\n1:name=systemd:/c1\n');
   await rejects(delegateCgroup(options()), HostError, /in no cgroup v2 hierarchy/);
   writeFileSync(join(root, 'mountinfo'), `31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n`);

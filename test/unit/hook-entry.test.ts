@@ -119,6 +119,14 @@ test('without strict, the same container is only warned about', async () => {
   assert.ok(log.some((l) => l.level === 'warn' && String(l.message).includes('systemd will fail to create its cgroups')));
   assert.equal(log.find((l) => l.outcome === 'done')!.cgroup, { skipped: ['/sys/fs/cgroup is mounted read-only'] });
 });
+test('a container process gone before its mappings are read is a host condition (exit 4), not bad input', async () => {
+  // Joined by path without mappings in the spec: the hook reads them from /proc/PID.
+  const { uidMappings: _u, gidMappings: _g, ...linux } = spec.linux;
+  writeSpec({ ...spec, linux: { ...linux, namespaces: [{ type: 'user', path: '/proc/1/ns/user' }, { type: 'mount' }] } });
+  const { code, stderr } = await runHook(['createRuntime'], state({ pid: 4194000 }));
+  assert.is(code, 4, stderr);
+  assert.match(stderr, /^oci-userns: createRuntime: container process 4194000 exited while the hook was setting it up .*; start the container again\n$/);
+});
 test('debug level records the full input', async () => {
   writeSpec(spec);
   const { code, log } = await runHook(['poststop'], state({ status: 'stopped', pid: undefined }), { OCI_USERNS_LOG_LEVEL: 'debug' });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULTS, type Config } from '../../lib/config/config';
-import { InputError } from '../../lib/errors';
+import { HostError, InputError } from '../../lib/errors';
 import { readHook } from '../../lib/hook/read';
 import { nullLogger } from '../../lib/log/logger';
 import { rejects } from '../helpers/assert-error';
@@ -50,7 +50,7 @@ test('shift.mode never: the rootfs is not looked at, even when it is missing', a
 });
 test('a user namespace joined by path: the mappings of the process, or a clear error when it is gone', async () => {
   const joined = { ...spec, linux: { ...spec.linux, uidMappings: undefined, gidMappings: undefined, namespaces: [...spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'user'), { type: 'user', path: '/proc/4242/ns/user' }] } };
-  await rejects(read(joined), InputError, 'container process 4242 no longer exists');
+  await rejects(read(joined), HostError, /^container process 4242 exited while the hook was setting it up/);
   mkdirSync(join(dir, 'proc', '4242'), { recursive: true });
   writeFileSync(join(dir, 'proc', '4242', 'uid_map'), '         0     300000      65536\n');
   writeFileSync(join(dir, 'proc', '4242', 'gid_map'), '         0     300000      65536\n');
