@@ -7,6 +7,7 @@
 import { InputError } from '../errors';
 import { cgroup2Mount, parseMountinfo, visibleMounts, type Mount } from '../sys/mountinfo';
 import { parseSubid, poolRanges, type IdRange } from '../ranges/subid';
+import { alignedBlocks } from '../ranges/allocator';
 import { schemaProblem } from '../oci/schemas';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -205,7 +206,8 @@ export function checkSubids(kind: 'subuid' | 'subgid', file: string, text: strin
   }
   if (ranges.length === 0) return fail(name, `${file} has no range for '${user}'${uid !== undefined && String(uid) !== user ? ` (uid ${uid})` : ''}`, fix);
   const total = ranges.reduce((sum, r) => sum + r.count, 0);
-  const blocks = ranges.reduce((sum, r) => sum + Math.floor(r.count / blockSize), 0);
+  // The allocator's rule: whole blocks starting on a block boundary.
+  const blocks = alignedBlocks(ranges, blockSize, blockSize);
   const detail = `${file}: ${ranges.length} range${ranges.length > 1 ? 's' : ''} for '${user}', ${total} ids (${ranges.map((r) => `${r.start}+${r.count}`).join(', ')}), room for ${blocks} container${blocks === 1 ? '' : 's'} of ${blockSize}`;
   if (blocks === 0) return fail(name, detail, `give '${user}' at least ${blockSize} ids in one range: ${fix.slice(fix.indexOf('echo'))}`);
   return pass(name, detail);

@@ -82,6 +82,11 @@ function blockCount(r: IdRange, size: number, blockSize: number): number {
   return lastStart < first ? 0 : Math.floor((lastStart - first) / blockSize) + 1;
 }
 
+/** How many blocks of `size` ids, aligned to `blockSize`, fit in these ranges: what the allocator can hand out. */
+export function alignedBlocks(ranges: readonly IdRange[], size: number, blockSize: number): number {
+  return ranges.reduce((sum, r) => sum + blockCount(r, size, blockSize), 0);
+}
+
 function nthBlock(ranges: readonly IdRange[], size: number, blockSize: number, n: number): number {
   let left = n;
   for (const r of ranges) {
@@ -110,7 +115,7 @@ function firstFree(ranges: readonly IdRange[], size: number, blockSize: number, 
 }
 
 function pick(ranges: readonly IdRange[], busy: readonly IdRange[], size: number, blockSize: number, hash: number): { start: number; preferred: boolean } | undefined {
-  const total = ranges.reduce((sum, r) => sum + blockCount(r, size, blockSize), 0);
+  const total = alignedBlocks(ranges, size, blockSize);
   if (total === 0) return undefined;
   const preferred = nthBlock(ranges, size, blockSize, hash % total);
   if (!firstBusy(preferred, size, busy)) return { start: preferred, preferred: true };

@@ -102,10 +102,15 @@ const PASSWD = 'root:x:0:0:root:/root:/bin/bash\ncontainers:x:999:999::/nonexist
 subid('entries by name or by uid are found and counted in blocks', () => {
   const byName = checkSubids('subuid', '/etc/subuid', 'alice:100000:65536\ncontainers:2147483647:2147483648\n', 'containers', 999, 65536);
   assert.is(byName.status, 'pass');
-  assert.match(byName.detail, /1 range for 'containers', 2147483648 ids \(2147483647\+2147483648\), room for 32768 containers of 65536/);
-  const byUid = checkSubids('subgid', '/etc/subgid', '999:300000:131072\n999:600000:65536\n', 'containers', lookupUid(PASSWD, 'containers'), 65536);
+  assert.match(byName.detail, /1 range for 'containers', 2147483648 ids \(2147483647\+2147483648\), room for 32767 containers of 65536/);
+  const byUid = checkSubids('subgid', '/etc/subgid', '999:327680:131072\n999:655360:65536\n', 'containers', lookupUid(PASSWD, 'containers'), 65536);
   assert.is(byUid.status, 'pass');
   assert.match(byUid.detail, /2 ranges .* room for 3 containers/);
+});
+subid("room is counted by the allocator's rule: whole blocks on a block boundary", () => {
+  // 300000 is not on a block boundary: blocks start at 327680, and only one ends by 431072 (as 2147483647+2147483648 holds 32767, not 32768).
+  const unaligned = checkSubids('subuid', '/etc/subuid', 'containers:300000:131072\n', 'containers', undefined, 65536);
+  assert.match(unaligned.detail, /131072 ids \(300000\+131072\), room for 1 container of 65536/);
 });
 subid('no entry, a missing file, or a range smaller than a block fail with the line to add', () => {
   const none = checkSubids('subuid', '/etc/subuid', 'alice:100000:65536\n', 'containers', 999, 65536);
@@ -120,9 +125,9 @@ subid('reads the files as the allocator does: a malformed line fails, ids anothe
   const bad = checkSubids('subuid', '/etc/subuid', 'containers:100000:65536\ncontainers:x:65536\n', 'containers', undefined, 65536);
   assert.is(bad.status, 'fail');
   assert.match(bad.detail, /\/etc\/subuid line 2/);
-  const shared = checkSubids('subuid', '/etc/subuid', 'containers:100000:131072\nalice:100000:65536\n', 'containers', undefined, 65536);
+  const shared = checkSubids('subuid', '/etc/subuid', 'containers:131072:131072\nalice:131072:65536\n', 'containers', undefined, 65536);
   assert.is(shared.status, 'pass');
-  assert.match(shared.detail, /65536 ids \(165536\+65536\), room for 1 container of 65536/);
+  assert.match(shared.detail, /65536 ids \(196608\+65536\), room for 1 container of 65536/);
 });
 subid('uid lookup', () => {
   assert.is(lookupUid(PASSWD, 'containers'), 999);
