@@ -164,6 +164,12 @@ test('--prefix, --hooks-dir and --config land in the hooks.d files; a config els
     assert.ok(def.hook.env.includes('OCI_USERNS_CONFIG=/etc/ou/config.json'));
   }
   assert.is(schemaProblem('config-file', readJson(join(dest, 'etc/ou/config.json'))), undefined);
+  // Engines give a runtime no environment of theirs: with --config the runtime entry is a wrapper naming it, and the README says so.
+  const wrapper = join(dest, 'opt/ou/bin/oci-userns-runtime');
+  assert.ok(lstatSync(wrapper).isFile(), 'with --config the runtime entry is a file, not a symlink');
+  assert.match(readFileSync(wrapper, 'utf8'), /^#!\/bin\/sh\nOCI_USERNS_CONFIG=\/etc\/ou\/config\.json exec \/opt\/ou\/bin\/oci-userns runtime "\$@"\n$/);
+  const row = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8').split('\n').find((l) => l.startsWith('| `$PREFIX/bin/oci-userns-runtime` |'));
+  assert.match(row ?? '', /symlink .*default config.*`--config FILE`.*wrapper/, `README row: ${row}`);
   const conf = readFileSync(join(dest, 'etc/containers/containers.conf.d/50-oci-userns.conf'), 'utf8');
   assert.match(conf, /^hooks_dir = \["\/etc\/containers\/oci\/hooks\.d"\]$/m);
   const wrongDir = await install(['--uninstall', '--prefix', '/opt/ou', '--hooks-dir', '/usr/share/containers/oci/hooks.d']);
