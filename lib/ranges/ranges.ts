@@ -25,7 +25,7 @@ import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, wr
 import type { RangesInUse } from './allocator';
 import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
 import { readPool } from './subid';
-import { foreignRangesInUse, readForeignIds, readProcessMaps, userNamespaceInode } from './userns-scan';
+import { readForeignRangesInUse, readProcessMaps, userNamespaceInode } from './userns-scan';
 
 export type { RangeEntry, RangeSource } from './registry';
 
@@ -57,21 +57,6 @@ function logDropped(gone: readonly RangeEntry[], why: string, logger?: Logger): 
 
 const describe = (e: RangesInUse & Partial<Pick<RangeEntry, 'source' | 'since'>>) =>
   `${e.id} (uids ${formatIdMap(e.uidMappings)}, gids ${formatIdMap(e.gidMappings)}${e.source ? `, ${e.source}, since ${e.since}` : ', not in the registry'})`;
-
-/**
- * Ranges other engines hold (live user namespaces, containers/storage's
- * records) that the registry does not already speak for: not the
- * container's own, not a registered container's.
- */
-function foreignInUse(opts: Common & { id: string }, entries: readonly RangeEntry[], ownNamespace?: number): RangesInUse[] {
-  const skipNamespaces = new Set<number>(ownNamespace === undefined ? [] : [ownNamespace]);
-  for (const e of entries) {
-    const inode = e.pid === undefined ? undefined : userNamespaceInode(e.pid, opts.procRoot);
-    if (inode !== undefined) skipNamespaces.add(inode);
-  }
-  const foreign = readForeignIds({ procRoot: opts.procRoot, storageRoots: opts.storageRoots });
-  return foreignRangesInUse(foreign, { skipNamespaces, skipIds: new Set([opts.id, ...entries.map((e) => e.id)]) });
-}
 
 function overlaps(e: RangeEntry, uidMappings: IdMapping[], gidMappings: IdMapping[]): boolean {
   return hostRangesOverlap(e.uidMappings, uidMappings) || hostRangesOverlap(e.gidMappings, gidMappings);
@@ -125,7 +110,7 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
     const conflicts: RangesInUse[] = live.filter((e) => !inNamespace(e));
     // Checked when the range is registered; a container already registered with it was checked then.
     if (!same && !joined) {
-      conflicts.push(...foreignInUse(opts, entries, ownNamespace).filter((f) => hostRangesOverlap(f.uidMappings, uidMappings) || hostRangesOverlap(f.gidMappings, gidMappings)));
+      conflicts.push(...readForeignRangesInUse({ ...opts, registered: entries, ownNamespace }).filter((f) => hostRangesOverlap(f.uidMappings, uidMappings) || hostRangesOverlap(f.gidMappings, gidMappings)));
     }
     if (conflicts.length > 0) {
       const message = `container ${id}: its host ids (uids ${formatIdMap(uidMappings)}, gids ${formatIdMap(gidMappings)}) overlap those of ${conflicts.map(describe).join('; ')}`;
@@ -201,7 +186,7 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
     logDropped(gone, 'its process is gone', logger);
-    const inUse = [...live, ...foreignInUse(opts, live)];
+    const inUse = [...live, ...readForeignRangesInUse({ ...opts, registered: live })];
     const choice = chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse });
     const entry: RangeEntry = {
       id,

@@ -16,7 +16,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, HostError, systemError } from '../errors';
-import { formatIdMap, isIdentity, parseProcIdMap, type IdMapping } from '../oci/idmap';
+import { formatIdMap, isIdentity, parseProcIdMap, sameIdMap, type IdMapping } from '../oci/idmap';
 import type { RangesInUse } from './allocator';
 
 /**
@@ -33,6 +33,8 @@ export interface LiveNamespace {
   inode?: number;
   /** One process in it, for messages. */
   pid: number;
+  /** How many live processes are in it. */
+  processes: number;
   uidMappings: IdMapping[];
   gidMappings: IdMapping[];
 }
@@ -104,7 +106,7 @@ export function readProcessMaps(pid: number, procRoot = '/proc'): { uidMappings:
  */
 export function readLiveNamespaces(procRoot = '/proc'): LiveNamespace[] {
   const own = userNamespaceInode('self', procRoot);
-  const seen = new Set<string>(own === undefined ? [] : [`ns ${own}`]);
+  const byKey = new Map<string, LiveNamespace | undefined>(own === undefined ? [] : [[`ns ${own}`, undefined]]);
   const found: LiveNamespace[] = [];
   let names: string[];
   try {
@@ -116,14 +118,23 @@ export function readLiveNamespaces(procRoot = '/proc'): LiveNamespace[] {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
     const inode = userNamespaceInode(pid, procRoot);
-    if (inode !== undefined && seen.has(`ns ${inode}`)) continue;
+    const known = inode === undefined ? undefined : byKey.get(`ns ${inode}`);
+    if (inode !== undefined && byKey.has(`ns ${inode}`)) {
+      if (known) known.processes += 1;
+      continue;
+    }
     const maps = readProcessMaps(pid, procRoot);
     // Gone since it was listed: its namespace is met again through another process, or is gone.
     if (maps === undefined) continue;
     const key = inode === undefined ? `maps ${formatIdMap(maps.uidMappings)} ${formatIdMap(maps.gidMappings)}` : `ns ${inode}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    found.push({ ...(inode === undefined ? {} : { inode }), pid, ...maps });
+    const same = byKey.get(key);
+    if (same) {
+      same.processes += 1;
+      continue;
+    }
+    const ns: LiveNamespace = { ...(inode === undefined ? {} : { inode }), pid, processes: 1, ...maps };
+    byKey.set(key, ns);
+    found.push(ns);
   }
   return found;
 }
@@ -206,6 +217,13 @@ export interface InUseOptions {
   skipNamespaces?: ReadonlySet<number>;
   /** containers/storage ids not to count: the container's own record. */
   skipIds?: ReadonlySet<string>;
+  /**
+   * The maps of a namespace the container joined (one that other processes
+   * were in already): containers/storage records with exactly these maps are
+   * the other containers of its pod (CRI-O and podman record each of a pod's
+   * containers with the pod's maps), not other holders.
+   */
+  joinedMaps?: { uidMappings: readonly IdMapping[]; gidMappings: readonly IdMapping[] };
 }
 
 /**
@@ -222,7 +240,34 @@ export function foreignRangesInUse(ids: ForeignIds, opts: InUseOptions = {}): Ra
   }
   for (const c of ids.stored) {
     if (opts.skipIds?.has(c.id)) continue;
+    if (opts.joinedMaps && sameIdMap(c.uidMappings, opts.joinedMaps.uidMappings) && sameIdMap(c.gidMappings, opts.joinedMaps.gidMappings)) continue;
     rows.push({ id: `containers/storage container ${c.names[0] ?? c.id.slice(0, 12)} (${c.file})`, uidMappings: c.uidMappings, gidMappings: c.gidMappings });
   }
   return rows;
+}
+
+export interface ForeignOptions extends ScanOptions {
+  /** The container being registered or allocated for: its own containers/storage record is no other holder. */
+  id: string;
+  /** The inode of the container's own user namespace, when its process exists. */
+  ownNamespace?: number;
+  /** The registered containers: the registry speaks for their namespaces and records. */
+  registered: ReadonlyArray<{ id: string; pid?: number }>;
+}
+
+/**
+ * What other engines hold that the registry does not speak for: not the
+ * container's own namespace or record, not a registered container's, and
+ * when the container joined a namespace other processes were in already,
+ * not the records of its pod-mates.
+ */
+export function readForeignRangesInUse(opts: ForeignOptions): RangesInUse[] {
+  const skipNamespaces = new Set<number>(opts.ownNamespace === undefined ? [] : [opts.ownNamespace]);
+  for (const r of opts.registered) {
+    const inode = r.pid === undefined ? undefined : userNamespaceInode(r.pid, opts.procRoot);
+    if (inode !== undefined) skipNamespaces.add(inode);
+  }
+  const foreign = readForeignIds(opts);
+  const own = opts.ownNamespace === undefined ? undefined : foreign.namespaces.find((n) => n.inode === opts.ownNamespace);
+  return foreignRangesInUse(foreign, { skipNamespaces, skipIds: new Set([opts.id, ...opts.registered.map((r) => r.id)]), ...(own && own.processes > 1 ? { joinedMaps: own } : {}) });
 }

@@ -184,6 +184,20 @@ guarding('host-wide: refuses ids a live user namespace outside the registry hold
   const { conflicts } = await guard('own', 12 * B, { pid: 601 });
   assert.equal(conflicts, [], 'the container\'s own namespace is no conflict');
 });
+guarding("a pod's container that joined its sandbox's namespace: the pod-mates' containers/storage records are no conflict; a stopped container's are", async () => {
+  const storage = join(dir, 'storage');
+  mkdirSync(join(storage, 'overlay-containers'), { recursive: true });
+  const record = (id: string, hostID: number) => ({ id, names: [id], uidmap: [{ container_id: 0, host_id: hostID, size: B }], gidmap: [{ container_id: 0, host_id: hostID, size: B }] });
+  writeFileSync(join(storage, 'overlay-containers', 'containers.json'), JSON.stringify([record('infra', 10 * B), record('app', 10 * B), record('sidecar', 10 * B)]));
+  // The sandbox's pause process (not registered: no hook ran for it), then the app container in its namespace.
+  fakeInNamespace(700, 7, 10 * B);
+  fakeInNamespace(701, 7, 10 * B);
+  const { conflicts } = await guard('app', 10 * B, { pid: 701, storageRoots: [storage] });
+  assert.equal(conflicts, []);
+  // A fresh namespace with the same ids as a stopped container: that container would come back on them.
+  fakeInNamespace(702, 9, 10 * B);
+  await rejects(guard('other', 10 * B, { pid: 702, storageRoots: [storage], overlap: 'refuse' }), RefusedError, /overlap those of .*containers\/storage container infra/);
+});
 guarding('a container that joined a registered container\'s user namespace shares its range until the last one is gone', async () => {
   fakeInNamespace(200, 7, 10 * B);
   await guard('a', 10 * B, { pid: 200 });

@@ -32,10 +32,10 @@ scan('host processes are left out; many processes in one namespace are one row',
   mkdirSync(join(procRoot, 'sys'));
   const found = readLiveNamespaces(procRoot);
   assert.equal(
-    found.map((n) => [n.inode, n.pid, n.uidMappings.length, n.gidMappings.length]),
+    found.map((n) => [n.inode, n.pid, n.processes, n.uidMappings.length, n.gidMappings.length]),
     [
-      [7, 20, 1, 1],
-      [8, 30, 2, 1],
+      [7, 20, 3, 1, 1],
+      [8, 30, 1, 2, 1],
     ],
   );
 });
