@@ -126,7 +126,10 @@ function pick(ranges: readonly IdRange[], busy: readonly IdRange[], size: number
 const formatRanges = (ranges: readonly IdRange[]) => ranges.map((r) => `${r.start}-${r.start + r.count - 1}`).join(', ');
 
 function exhausted(opts: ChooseOptions, size: number): HostError {
-  const { pool, inUse } = opts;
+  const { pool } = opts;
+  // Only what takes ids from this pool: the host-wide scan also brings holders outside it.
+  const inPool = (u: RangesInUse) => intersectRanges(hostRangesOf([u.uidMappings]), pool.uids).length > 0 || intersectRanges(hostRangesOf([u.gidMappings]), pool.gids).length > 0;
+  const inUse = opts.inUse.filter(inPool);
   const shown = inUse.slice(0, 8).map((u) => `${u.id} (uids ${formatRanges(hostRangesOf([u.uidMappings]))})`);
   const more = inUse.length > shown.length ? ` and ${inUse.length - shown.length} more` : '';
   const used = inUse.length === 0 ? 'nothing is in use' : `in use by ${inUse.length} container${inUse.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}`;

@@ -217,7 +217,7 @@ if (skip) {
     assert.is((await run(small.path, ['create', '--bundle', other, 'first'])).exitCode, 0);
     const full = await run(small.path, ['create', '--bundle', bundle, 'second']);
     assert.is(full.exitCode, 4);
-    assert.match(full.stderr, /^oci-userns runtime: pool '0' has no free block of 65536 ids .* in use by 1 container: first/);
+    assert.match(full.stderr, /^oci-userns runtime: pool '0' has no free block of 65536 ids .* in use by 1 container: first/, full.stderr);
     assert.is(full.stderr.split('\n').length, 1);
     assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original);
     assert.equal(registry(small.stateDir).map((e) => e.id), ['first']);
