@@ -17,6 +17,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, HostError, systemError } from '../errors';
 import { formatIdMap, isIdentity, parseProcIdMap, sameIdMap, type IdMapping } from '../oci/idmap';
+import { processStart } from '../sys/process-identity';
 import type { RangesInUse } from './allocator';
 
 /**
@@ -99,10 +100,10 @@ export function readProcessMaps(pid: number, procRoot = '/proc'): { uidMappings:
 }
 
 /**
- * Every user namespace of a live process but the reader's own, each once
- * (ids as the reader sees them). A process whose namespace link may not be
- * read still counts: its maps (world-readable) are read, and such
- * namespaces are told apart by their maps.
+ * Every user namespace of a live process (zombies left out) but the
+ * reader's own, each once (ids as the reader sees them). A process whose
+ * namespace link may not be read still counts: its maps (world-readable)
+ * are read, and such namespaces are told apart by their maps.
  */
 export function readLiveNamespaces(procRoot = '/proc'): LiveNamespace[] {
   const own = userNamespaceInode('self', procRoot);
@@ -120,9 +121,11 @@ export function readLiveNamespaces(procRoot = '/proc'): LiveNamespace[] {
     const inode = userNamespaceInode(pid, procRoot);
     const known = inode === undefined ? undefined : byKey.get(`ns ${inode}`);
     if (inode !== undefined && byKey.has(`ns ${inode}`)) {
-      if (known) known.processes += 1;
+      if (known && processStart(pid, procRoot) !== undefined) known.processes += 1;
       continue;
     }
+    // A zombie (killed, not yet reaped: a stopped container's init until its parent waits) runs nothing with any id.
+    if (processStart(pid, procRoot) === undefined) continue;
     const maps = readProcessMaps(pid, procRoot);
     // Gone since it was listed: its namespace is met again through another process, or is gone.
     if (maps === undefined) continue;

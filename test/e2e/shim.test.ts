@@ -214,7 +214,8 @@ if (skip) {
     // A pool of one block and a runtime that creates nothing: the first container takes the block.
     const small = writeConfig({ name: 'err-pool', runtime: '/bin/true', blocks: 1 });
     const other = await busyboxBundle('bundle-errors-2', 'runc', ['true']);
-    assert.is((await run(small.path, ['create', '--bundle', other, 'first'])).exitCode, 0);
+    const first = await run(small.path, ['create', '--bundle', other, 'first']);
+    assert.is(first.exitCode, 0, first.stderr);
     const full = await run(small.path, ['create', '--bundle', bundle, 'second']);
     assert.is(full.exitCode, 4);
     assert.match(full.stderr, /^oci-userns runtime: pool '0' has no free block of 65536 ids .* in use by 1 container: first/, full.stderr);

@@ -10,9 +10,10 @@ let dir = '';
 let procRoot = '';
 
 /** A fake /proc/PID with its user namespace link and maps (as `unshare --map-root-user` leaves them). */
-function fakeProcess(pid: number | 'self', inode: number | undefined, uidMap = '0 0 4294967295\n', gidMap = uidMap) {
+function fakeProcess(pid: number | 'self', inode: number | undefined, uidMap = '0 0 4294967295\n', gidMap = uidMap, state = 'S') {
   const p = join(procRoot, String(pid));
   mkdirSync(join(p, 'ns'), { recursive: true });
+  writeFileSync(join(p, 'stat'), `${pid} (sleep) ${state} ${Array(18).fill('0').join(' ')} 100 0 0\n`);
   if (inode !== undefined) symlinkSync(`user:[${inode}]`, join(p, 'ns', 'user'));
   writeFileSync(join(p, 'uid_map'), uidMap);
   writeFileSync(join(p, 'gid_map'), gidMap);
@@ -45,6 +46,12 @@ scan('a namespace link that may not be read: the maps still count, told apart by
   fakeProcess(42, undefined);
   const rows = foreignRangesInUse({ namespaces: readLiveNamespaces(procRoot), stored: [] });
   assert.equal(rows.map((r) => r.id), ['the user namespace of process 40']);
+});
+scan('zombies hold nothing: a namespace whose processes are all zombies is not listed, nor counted', () => {
+  fakeProcess(60, 7, '0 300000 65536\n', '0 300000 65536\n', 'Z');
+  fakeProcess(61, 8, '0 400000 65536\n');
+  fakeProcess(62, 8, '0 400000 65536\n', '0 400000 65536\n', 'Z');
+  assert.equal(readLiveNamespaces(procRoot).map((n) => [n.inode, n.processes]), [[8, 1]]);
 });
 scan('a process gone between listing and reading is skipped', () => {
   mkdirSync(join(procRoot, '50', 'ns'), { recursive: true });
