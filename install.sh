@@ -165,7 +165,12 @@ elif [ -n "$(find "$SRC/bin" "$SRC/lib" "$SRC/cli" "$SRC/hooks" "$SRC/schemas" "
     -newer "$bundle" -type f ! -path '*/lib/oci/generated/*' ! -path "$SRC/hooks/*.json" -print -quit 2>/dev/null)" ]; then
   stale="dist/oci-userns.cjs is older than the sources"
 fi
+helper=$SRC/dist/oci-userns-idmap
+if [ -z "$stale" ] && { [ ! -f "$helper" ] || [ "$SRC/native/idmap-mount.c" -nt "$helper" ]; }; then
+  stale="dist/oci-userns-idmap is missing or older than native/idmap-mount.c"
+fi
 if [ -n "$stale" ]; then
+  command -v make >/dev/null && command -v cc >/dev/null || missing+=("make and a C compiler (to build the idmap helper: $stale)")
   [ "$BUILD" = yes ] || die "$stale and --no-build was given; run 'npm ci && npm run build' first"
   command -v npm >/dev/null || missing+=("npm (to build: $stale)")
 fi
@@ -260,6 +265,9 @@ link() {
   record link "$target" "$path"
 }
 link "../lib/oci-userns/oci-userns.cjs" "$PROGRAM"
+
+# The helper for ID-mapped mounts is found from the program's path (lib/rootfs/idmap-mount.ts).
+put "$helper" "$PREFIX/libexec/oci-userns/oci-userns-idmap" 0755
 
 config_env=""
 [ "$CONFIG" = "$DEFAULT_CONFIG" ] || config_env=$CONFIG
