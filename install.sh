@@ -373,7 +373,7 @@ if [ ! -e "$DEST$CONFIG" ]; then
   "logLevel": "info",
   "stateDir": "/var/lib/oci-userns",
   "pool": { "user": "containers", "subuidFile": "/etc/subuid", "subgidFile": "/etc/subgid", "blockSize": 65536 },
-  "shift": { "mode": "auto", "unmapped": "error" },
+  "shift": { "method": "auto", "mode": "auto", "unmapped": "error" },
   "overlap": "refuse"
 }
 EOF

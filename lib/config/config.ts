@@ -2,6 +2,8 @@
 // defaults, and where its path comes from (--config, OCI_USERNS_CONFIG).
 
 export type ShiftMode = 'auto' | 'never' | 'always-verify';
+/** How the rootfs is given to container root: an ID-mapped mount where the kernel and filesystem allow it, else chown (auto); only the one or the other. */
+export type ShiftMethod = 'auto' | 'idmap' | 'chown';
 export type UnmappedPolicy = 'error' | 'overflow';
 export type OverlapPolicy = 'refuse' | 'warn';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -23,6 +25,7 @@ export interface Config {
   stateDir: string;
   pool: PoolConfig;
   shift: {
+    method: ShiftMethod;
     mode: ShiftMode;
     /** What to do with an id outside the old mapping: fail, or map to 65534. */
     unmapped: UnmappedPolicy;
@@ -59,7 +62,7 @@ export const DEFAULTS: Config = {
     subgidFile: '/etc/subgid',
     blockSize: 65536,
   },
-  shift: { mode: 'auto', unmapped: 'error' },
+  shift: { method: 'auto', mode: 'auto', unmapped: 'error' },
   cgroup: { strict: false },
   overlap: 'refuse',
   runtime: { path: 'runc', policy: 'systemd' },

@@ -3,9 +3,10 @@
 // delegation load only here, when a plan needs them: a container without a
 // user namespace pays for none of them.
 
+import { HostError } from '../errors';
 import type { Logger } from '../log/logger';
 import { formatIdMap } from '../oci/idmap';
-import type { CgroupStep, GuardStep, HookPlan, RootfsStep } from './plan';
+import type { CgroupStep, GuardStep, HookPlan, IdmapStep, RootfsStep, ShiftStep } from './plan';
 
 export interface ActOptions {
   stateDir: string;
@@ -14,8 +15,15 @@ export interface ActOptions {
   procRoot?: string;
 }
 
-/** What the shift step did: 'skipped' when the tree had the mapping already. */
-export type ShiftAction = { action: 'skipped' } | { action: 'shifted' | 'skipped' | 'verified' | 'disabled'; inodes: number; changed: number; ms: number };
+/** What the chown engine did; `idmapRefused` says why an idmap was refused first (shift.method auto). */
+export type ChownAction = { action: 'shifted' | 'skipped' | 'verified' | 'disabled'; inodes: number; changed: number; ms: number; idmapRefused?: string };
+
+/**
+ * What the rootfs step did: 'skipped' when the tree had the mapping already;
+ * 'idmapped' with the whole step's ms and the helper's system calls' µs;
+ * 'already-idmapped' when the runtime or engine had idmapped it.
+ */
+export type ShiftAction = { action: 'skipped' } | ChownAction | { action: 'idmapped'; ms: number; syscallUs: number } | { action: 'already-idmapped' };
 
 /** What the cgroup step did: the directory and how many of its paths changed owner, or why it was skipped. */
 export type CgroupAction = { skipped: string[] } | { path: string; changed: number; uid: number; gid: number };
@@ -30,27 +38,48 @@ export interface HookActions {
 
 export type HookResult = { outcome: 'not-applicable'; reason: string } | { outcome: 'done'; actions: HookActions };
 
-async function shift(step: RootfsStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ShiftAction | undefined> {
+async function chown(step: ShiftStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ChownAction> {
+  const started = performance.now();
+  const base = { rootfs: step.path, uidMap: range.uidMappings, gidMap: range.gidMappings, unmapped: step.unmapped, stateDir: opts.stateDir, containerId, logger: opts.logger };
+  // The engine is loaded only when a tree may need work (about 12 ms).
+  const engine = await import('../shift/shift');
+  // In auto mode read.ts has already answered "shifted?": shiftTree goes
+  // straight to the locked read of the state. always-verify walks a
+  // shifted tree again, which ensureShifted decides.
+  const result =
+    step.mode === 'auto'
+      ? await engine.shiftTree(base).then((r) => ({ ...r, action: r.shifted ? ('shifted' as const) : ('skipped' as const) }))
+      : await engine.ensureShifted({ ...base, mode: step.mode });
+  if (result.skippedMounts.length > 0) opts.logger.info('mount points inside the rootfs were not shifted', { containerId, skippedMounts: result.skippedMounts });
+  return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(performance.now() - started) };
+}
+
+/** The idmap step; a refusal falls back to chown (one log line saying why) or, without a fallback, is a HostError. */
+async function idmap(step: IdmapStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ShiftAction> {
+  const { idmapRootfs } = await import('../rootfs/idmap-rootfs');
+  const result = await idmapRootfs({ pid: step.pid, rootfs: step.path, containerId, procRoot: opts.procRoot });
+  if (result.action === 'idmapped') {
+    const t = result.timings;
+    return { action: 'idmapped', ms: result.ms, syscallUs: t.setnsUs + t.openTreeUs + t.mountSetattrUs + t.moveMountUs };
+  }
+  if (result.action === 'already-idmapped') return { action: 'already-idmapped' };
+  if (!step.fallback) {
+    throw new HostError(`the rootfs ${result.rootfs} cannot be idmapped here (${result.reason})`, { containerId, path: result.rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
+  }
+  opts.logger.info('the rootfs cannot be idmapped; shifting it with chown instead', { containerId, path: result.rootfs, reason: result.reason });
+  return { ...(await chown(step.fallback, range, containerId, opts)), idmapRefused: result.reason };
+}
+
+async function giveRootfs(step: RootfsStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ShiftAction | undefined> {
   switch (step.kind) {
     case 'none':
       return undefined;
     case 'skip':
       return { action: 'skipped' };
-    case 'shift': {
-      const started = performance.now();
-      const base = { rootfs: step.path, uidMap: range.uidMappings, gidMap: range.gidMappings, unmapped: step.unmapped, stateDir: opts.stateDir, containerId, logger: opts.logger };
-      // The engine is loaded only when a tree may need work (about 12 ms).
-      const engine = await import('../shift/shift');
-      // In auto mode read.ts has already answered "shifted?": shiftTree goes
-      // straight to the locked read of the state. always-verify walks a
-      // shifted tree again, which ensureShifted decides.
-      const result =
-        step.mode === 'auto'
-          ? await engine.shiftTree(base).then((r) => ({ ...r, action: r.shifted ? ('shifted' as const) : ('skipped' as const) }))
-          : await engine.ensureShifted({ ...base, mode: step.mode });
-      if (result.skippedMounts.length > 0) opts.logger.info('mount points inside the rootfs were not shifted', { containerId, skippedMounts: result.skippedMounts });
-      return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(performance.now() - started) };
-    }
+    case 'shift':
+      return chown(step, range, containerId, opts);
+    case 'idmap':
+      return idmap(step, range, containerId, opts);
   }
 }
 
@@ -65,7 +94,8 @@ async function delegate(step: CgroupStep, containerId: string, opts: ActOptions)
  * Carries out the plan. For a setup: guards the range, then the rootfs
  * step, then the cgroup step; when either of those fails, a range this run
  * registered is released again (the container never starts) and the error
- * is rethrown. Errors are those of lib/ranges, lib/shift and lib/cgroup.
+ * is rethrown. Errors are those of lib/ranges, lib/shift, lib/rootfs and
+ * lib/cgroup, and a HostError when shift.method idmap meets a refusal.
  */
 export async function actOnPlan(plan: HookPlan, opts: ActOptions): Promise<HookResult> {
   if (plan.kind === 'nothing') return { outcome: 'not-applicable', reason: plan.reason };
@@ -92,7 +122,7 @@ export async function actOnPlan(plan: HookPlan, opts: ActOptions): Promise<HookR
   });
   const actions: HookActions = { range: { source: entry.source, uidMappings: formatIdMap(range.uidMappings), gidMappings: formatIdMap(range.gidMappings) } };
   try {
-    const shifted = await shift(plan.rootfs, range, id, opts);
+    const shifted = await giveRootfs(plan.rootfs, range, id, opts);
     if (shifted !== undefined) actions.shift = shifted;
     actions.cgroup = await delegate(plan.cgroup, id, opts);
   } catch (error) {

@@ -50,14 +50,19 @@ export interface GuardStep {
   overlap: OverlapPolicy;
 }
 
+/** Shifting the rootfs's owners into the range with the chown engine (lib/shift). */
+export type ShiftStep = { kind: 'shift'; path: string; mode: 'auto' | 'always-verify'; unmapped: UnmappedPolicy };
+
 /**
- * Giving the rootfs to container root. One variant per method, so another
- * method (an ID-mapped mount) is one more variant here and one more case in act.
+ * An ID-mapped mount of the rootfs in the container's mount namespace
+ * (lib/rootfs/idmap-rootfs.ts), then `fallback` when the kernel or the
+ * filesystem refuses it (shift.method auto); without a fallback (idmap) a
+ * refusal fails the container.
  */
-export type RootfsStep =
-  | { kind: 'none'; reason: string }
-  | { kind: 'skip'; path: string; reason: 'already shifted' }
-  | { kind: 'shift'; path: string; mode: 'auto' | 'always-verify'; unmapped: UnmappedPolicy };
+export type IdmapStep = { kind: 'idmap'; path: string; pid: number; fallback?: ShiftStep };
+
+/** Giving the rootfs to container root. One variant per method. */
+export type RootfsStep = { kind: 'none'; reason: string } | { kind: 'skip'; path: string; reason: 'already shifted' } | ShiftStep | IdmapStep;
 
 /** Delegating the cgroup to container root (host ids uid:gid), or why not (runtime spec rules, lib/cgroup/spec-check.ts). */
 export type CgroupStep = { kind: 'skip'; problems: string[] } | { kind: 'delegate'; pid: number; uid: number; gid: number };
@@ -102,12 +107,19 @@ export function applicability(stage: HookStage, state: ContainerState, spec: Spe
   return { kind: 'setup', pid: state.pid };
 }
 
-function rootfsStep(config: PlanInput['config'], facts: HookFacts): RootfsStep {
-  const { mode, unmapped } = config.shift;
+/**
+ * A tree already owned per the mapping is never idmapped (the mount would map
+ * its ids a second time): it is skipped, or verified under always-verify.
+ */
+function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number): RootfsStep {
+  const { method, mode, unmapped } = config.shift;
   if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
   if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
-  if (mode === 'auto' && facts.rootfs.shifted) return { kind: 'skip', path: facts.rootfs.path, reason: 'already shifted' };
-  return { kind: 'shift', path: facts.rootfs.path, mode, unmapped };
+  const { path, shifted } = facts.rootfs;
+  if (mode === 'auto' && shifted) return { kind: 'skip', path, reason: 'already shifted' };
+  const shift: ShiftStep = { kind: 'shift', path, mode, unmapped };
+  if (method === 'chown' || shifted) return shift;
+  return { kind: 'idmap', path, pid, ...(method === 'auto' ? { fallback: shift } : {}) };
 }
 
 /** Refuses a systemd container whose spec rules out delegation under cgroup.strict; else a warning for it. */
@@ -155,7 +167,7 @@ export function planHook(input: PlanInput): HookPlan {
     containerId,
     pid: applies.pid,
     range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap },
-    rootfs: rootfsStep(input.config, facts),
+    rootfs: rootfsStep(input.config, facts, applies.pid),
     cgroup,
     warnings,
   };

@@ -5,7 +5,7 @@
 // refuses to a multi-threaded process such as node.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InputError, SystemError } from '../errors';
 
@@ -46,12 +46,21 @@ export function findIdmapHelper(opts: { programPath?: string; env?: NodeJS.Proce
   const env = opts.env ?? process.env;
   const exists = opts.exists ?? existsSync;
   if (env.OCI_USERNS_IDMAP_HELPER) return env.OCI_USERNS_IDMAP_HELPER;
-  const program = opts.programPath ?? process.argv[1];
+  const program = opts.programPath ?? (process.argv[1] && realpathOr(process.argv[1]));
   if (!program) return undefined;
   const dir = dirname(program);
   const candidates = [join(dirname(dir), 'libexec', 'oci-userns', IDMAP_HELPER_NAME), join(dir, IDMAP_HELPER_NAME)];
   return candidates.find((path) => exists(path));
 }
+
+// A program reached through a symlink (/usr/bin/oci-userns -> /usr/local/bin/oci-userns) looks beside its target.
+const realpathOr = (path: string) => {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+};
 
 const TIMINGS = /^ok setns_us=(\d+) open_tree_us=(\d+) mount_setattr_us=(\d+) move_mount_us=(\d+)$/;
 

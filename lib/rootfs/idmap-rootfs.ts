@@ -8,7 +8,6 @@
 
 import { promises as fs } from 'node:fs';
 import { errnoCode, InputError, systemError } from '../errors';
-import type { Logger } from '../log/logger';
 import { parseMountinfo, visibleMounts } from '../sys/mountinfo';
 import { idmapMount, type IdmapTimings } from './idmap-mount';
 
@@ -22,7 +21,6 @@ export interface IdmapRootfsOptions {
   helper?: string;
   /** Where /proc is; tests point it elsewhere. */
   procRoot?: string;
-  logger?: Logger;
 }
 
 /**
@@ -74,9 +72,6 @@ export async function idmapRootfs(opts: IdmapRootfsOptions): Promise<IdmapRootfs
     mntnsFile: `${procRoot}/${opts.pid}/ns/mnt`,
     containerId,
   });
-  if (outcome.outcome === 'unsupported') {
-    opts.logger?.info(`the rootfs cannot be idmapped: ${outcome.reason}`, { containerId, path: rootfs });
-    return { action: 'unsupported', rootfs, reason: outcome.reason };
-  }
+  if (outcome.outcome === 'unsupported') return { action: 'unsupported', rootfs, reason: outcome.reason };
   return { action: 'idmapped', rootfs, ms: Math.round((performance.now() - started) * 100) / 100, timings: outcome.timings };
 }

@@ -95,7 +95,8 @@ if (skip) {
     test(`${name}: user namespace: the hook registers, shifts, delegates, and releases at poststop`, async () => {
       const runtime = new Runtime(session!, name);
       const rootfs = busyboxRootfs(work!.path(name, 'userns', 'rootfs'));
-      const config = writeProgramConfig(work!.path(name, 'userns', 'config'));
+      // The chown route, forced (test/e2e/idmap-rootfs.test.ts covers the default, an idmapped mount).
+      const config = writeProgramConfig(work!.path(name, 'userns', 'config'), { shift: { method: 'chown' } });
       const spec = buildSpec({ runtime: name, rootfs, args: ['/bin/cat', '/proc/self/uid_map'], userns: { hostId: HOST_ID, size: SIZE }, hooks: allStages(config.path) });
       const bundle = writeBundle(work!.path(name, 'userns', 'bundle'), spec);
       const id = uniqueId(`hook-userns-${name}`);

@@ -1,29 +1,29 @@
 // End to end: the idmap route for a directory rootfs under runc and crun.
-// A createRuntime hook (test/helpers/idmap-hook.ts, which calls
-// idmapRootfs) gives the container an idmapped `/` in its mount namespace,
-// with its user namespace (container 0 -> host 300000): a busybox rootfs and
-// the Debian systemd rootfs, both owned by host root, show the image's
-// owners inside; systemd boots; the raw tree keeps every original owner,
-// mode, ACL and capability; nothing stays mounted in the runtime's
-// namespace. On an overlayfs rootfs the hook reports 'unsupported' and
-// changes nothing. Needs root, runc, crun, make, cc, tar, getfattr, script.
+// The built oci-userns hook at createRuntime, with the default shift.method
+// auto, gives the container an idmapped `/` in its mount namespace with its
+// user namespace (container 0 -> host 300000): a busybox rootfs and the
+// Debian systemd rootfs, both owned by host root, show the image's owners
+// inside; systemd boots; the raw tree keeps every original owner, mode, ACL
+// and capability; nothing stays mounted in the runtime's namespace. On an
+// overlayfs rootfs, auto falls back to chown with the reason logged, and
+// shift.method idmap fails the container. Needs root, runc, crun, make, cc,
+// tar, getfattr.
 
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { SpecHook } from '../../lib/oci/spec';
+import type { Spec } from '../../lib/oci/spec';
 import { parseMountinfo, visibleMounts } from '../../lib/sys/mountinfo';
 import { snapshot } from '../helpers/shift-tree';
 import {
   buildIdmapHelper,
+  buildProgram,
   buildSpec,
   busyboxRootfs,
-  cgroupChownHook,
   debianRootfs,
   debianTarball,
-  IDMAP_HELPER,
-  REPO,
+  programHook,
   Runtime,
   Session,
   skipLoudly,
@@ -32,6 +32,7 @@ import {
   waitForSystemd,
   Workspace,
   writeBundle,
+  writeProgramConfig,
   type RuntimeName,
 } from './harness';
 
@@ -47,17 +48,21 @@ let session: Session | undefined;
 
 const owner = (path: string) => `${lstatSync(path).uid}:${lstatSync(path).gid}`;
 
-/** The test hook, run by node through tsx (resolved here: the runtime starts hooks in the bundle directory). */
-function idmapHook(resultFile: string): SpecHook {
-  const hook = join(REPO, 'test', 'helpers', 'idmap-hook.ts');
-  return {
-    path: process.execPath,
-    args: ['node', '--import', import.meta.resolve('tsx'), hook],
-    env: [`IDMAP_HOOK_RESULT=${resultFile}`, `IDMAP_HELPER=${IDMAP_HELPER}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
-  };
+/** The built program at createRuntime and poststop, configured by a config file in `dir` with `overrides`. */
+function hooks(dir: string, overrides: Record<string, unknown> = {}): { hooks: Spec['hooks']; logFile: string } {
+  const config = writeProgramConfig(dir, overrides);
+  return { hooks: { createRuntime: [programHook('createRuntime', config.path)], poststop: [programHook('poststop', config.path)] }, logFile: config.logFile };
 }
 
-const readResult = (file: string) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : undefined);
+/** The createRuntime line the hook logged for the container (its `shift` field says what it did with the rootfs). */
+function createRuntimeLine(logFile: string, id: string): { shift?: Record<string, unknown>; message: string } | undefined {
+  if (!existsSync(logFile)) return undefined;
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+    .find((line) => line.containerId === id && line.stage === 'createRuntime' && line.outcome !== undefined);
+}
 
 /** Lines of the session namespace's mountinfo that mention `path`: runtimes and hooks run there. */
 async function sessionMounts(path: string): Promise<string[]> {
@@ -70,7 +75,7 @@ if (skip) {
   test.skip(`${NAME} (skipped: ${skip})`, () => {});
 } else {
   test.before(async () => {
-    await Promise.all([buildIdmapHelper(), debianTarball()]);
+    await Promise.all([buildProgram(), buildIdmapHelper(), debianTarball()]);
     work = Workspace.create('oci-userns-idmap-rootfs-');
     session = await Session.open();
   });
@@ -85,18 +90,19 @@ if (skip) {
       const rootfs = busyboxRootfs(work!.path(name, 'busybox', 'rootfs'), ['sh', 'stat', 'grep', 'touch']);
       writeFileSync(join(rootfs, 'etc', 'shadow'), 'root:*:1::::::\n', { mode: 0o640 });
       await session!.run(['chown', '0:42', join(rootfs, 'etc', 'shadow')]);
-      const resultFile = work!.path(name, 'busybox', 'hook-result.json');
+      const { hooks: h, logFile } = hooks(work!.path(name, 'busybox', 'config'));
       const script = 'stat -c "%u:%g %n" / /etc/shadow && grep " / " /proc/self/mountinfo && touch /made-inside';
-      const spec = buildSpec({ runtime: name, rootfs, args: ['/bin/sh', '-c', script], userns: { hostId: HOST_ID, size: SIZE }, hooks: { createRuntime: [idmapHook(resultFile)] } });
+      const spec = buildSpec({ runtime: name, rootfs, args: ['/bin/sh', '-c', script], userns: { hostId: HOST_ID, size: SIZE }, hooks: h });
       const bundle = writeBundle(work!.path(name, 'busybox', 'bundle'), spec);
+      const id = uniqueId(`idmap-${name}`);
       try {
-        const result = await runtime.run(uniqueId(`idmap-${name}`), bundle);
+        const result = await runtime.run(id, bundle);
         assert.is(result.exitCode, 0, result.all);
         assert.match(result.stdout, /^0:0 \/\n0:42 \/etc\/shadow\n/);
         assert.match(result.stdout, / \/ [^ ]*idmapped/, 'inside, / is an idmapped mount');
-        const hook = readResult(resultFile);
-        assert.is(hook?.action, 'idmapped', JSON.stringify(hook));
-        console.log(`  ${name}: idmapRootfs ${hook.ms} ms, helper syscalls ${JSON.stringify(hook.timings)}`);
+        const shift = createRuntimeLine(logFile, id)?.shift;
+        assert.is(shift?.action, 'idmapped', JSON.stringify(shift));
+        console.log(`  ${name}: rootfs step ${shift!.ms} ms, helper system calls ${shift!.syscallUs} µs`);
         assert.is(owner(rootfs), '0:0', 'the raw tree is untouched');
         assert.is(owner(join(rootfs, 'made-inside')), '0:0', 'container root wrote host 0 through the idmapped mount');
       } finally {
@@ -106,7 +112,7 @@ if (skip) {
     });
   }
 
-  test('runc, rootfs on an overlayfs mount: the hook reports unsupported, changes nothing, the container still starts', async () => {
+  test('runc, rootfs on an overlayfs mount: auto falls back to chown, saying why; shift.method idmap fails the container', async () => {
     const runtime = new Runtime(session!, 'runc');
     const base = work!.path('overlay');
     for (const d of ['upper', 'work', 'merged']) mkdirSync(join(base, d), { recursive: true, mode: 0o755 });
@@ -114,19 +120,24 @@ if (skip) {
     const merged = join(base, 'merged');
     const mounted = await session!.run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work`, merged]);
     assert.is(mounted.exitCode, 0, mounted.all);
-    const resultFile = join(base, 'hook-result.json');
-    const spec = buildSpec({ runtime: 'runc', rootfs: merged, args: ['/bin/stat', '-c', '%u:%g %n', '/'], userns: { hostId: HOST_ID, size: SIZE }, hooks: { createRuntime: [idmapHook(resultFile)] } });
-    const bundle = writeBundle(join(base, 'bundle'), spec);
+    const run = async (method: string) => {
+      const { hooks: h, logFile } = hooks(join(base, method), { shift: { method } });
+      const spec = buildSpec({ runtime: 'runc', rootfs: merged, args: ['/bin/stat', '-c', '%u:%g %n', '/'], userns: { hostId: HOST_ID, size: SIZE }, hooks: h });
+      const id = uniqueId(`idmap-overlay-${method}`);
+      const result = await runtime.run(id, writeBundle(join(base, method, 'bundle'), spec));
+      return { result, line: createRuntimeLine(logFile, id), log: readFileSync(logFile, 'utf8') };
+    };
     try {
-      const before = await sessionMounts(merged);
-      const result = await runtime.run(uniqueId('idmap-overlay'), bundle);
-      assert.is(result.exitCode, 0, result.all);
-      assert.is(result.stdout.trim(), '65534:65534 /', 'not idmapped: host root is unmapped inside');
-      const hook = readResult(resultFile);
-      assert.is(hook?.action, 'unsupported', JSON.stringify(hook));
-      assert.match(hook.reason, /mount_setattr.*Invalid argument/);
-      await runtime.cleanup();
-      assert.equal(await sessionMounts(merged), before);
+      const strict = await run('idmap');
+      assert.ok(strict.result.exitCode !== 0, `shift.method idmap on overlayfs must fail: ${strict.result.all}`);
+      assert.match(strict.result.all, /cannot be idmapped here \(oci-userns-idmap: the kernel refused an idmapped mount \(mount_setattr\): .*: Invalid argument\); set shift.method to auto/);
+      assert.is(lstatSync(merged).uid, 0, 'nothing was chowned');
+      const auto = await run('auto');
+      assert.is(auto.result.exitCode, 0, auto.result.all);
+      assert.is(auto.result.stdout.trim(), '0:0 /', 'shifted by chown instead');
+      assert.is(auto.line?.shift?.action, 'shifted', JSON.stringify(auto.line));
+      assert.match(String(auto.line?.shift?.idmapRefused), /mount_setattr.*Invalid argument/);
+      assert.match(auto.log, /the rootfs cannot be idmapped; shifting it with chown instead/);
     } finally {
       await runtime.cleanup();
       await session!.run(['umount', merged]);
@@ -138,7 +149,7 @@ if (skip) {
       const runtime = new Runtime(session!, name);
       const rootfs = await debianRootfs(work!.path(name, 'debian', 'rootfs'));
       const before = snapshot(rootfs);
-      const resultFile = work!.path(name, 'debian', 'hook-result.json');
+      const { hooks: h, logFile } = hooks(work!.path(name, 'debian', 'config'));
       const id = uniqueId(`idmap-boot-${name}`);
       const spec = buildSpec({
         runtime: name,
@@ -147,14 +158,14 @@ if (skip) {
         args: ['/sbin/init'],
         userns: { hostId: HOST_ID, size: SIZE },
         systemd: true,
-        hooks: { createRuntime: [idmapHook(resultFile), cgroupChownHook(work!.path(name, 'debian', 'hooks'), HOST_ID, HOST_ID)] },
+        hooks: h,
       });
       const bundle = writeBundle(work!.path(name, 'debian', 'bundle'), spec);
       try {
         const started = await runtime.run(id, bundle, { detach: true });
         assert.is(started.exitCode, 0, `${name} run -d: ${started.all}`);
-        const hook = readResult(resultFile);
-        assert.is(hook?.action, 'idmapped', JSON.stringify(hook));
+        const shift = createRuntimeLine(logFile, id)?.shift;
+        assert.is(shift?.action, 'idmapped', JSON.stringify(shift));
         const { state, output } = await waitForSystemd(runtime, id);
         assert.ok(['running', 'degraded'].includes(state), `systemctl is-system-running --wait: ${state}: ${output}`);
         if (state === 'degraded') console.log(`  ${name}: degraded; failed units:\n${(await runtime.exec(id, ['systemctl', '--failed', '--no-pager', '--plain'])).all}`);
@@ -162,7 +173,7 @@ if (skip) {
         assert.is(owners.stdout, '0:0 root:root /\n0:42 root:shadow /etc/shadow');
         const mounts = visibleMounts(parseMountinfo((await runtime.exec(id, ['cat', '/proc/self/mountinfo'])).stdout));
         assert.ok(mounts.find((m) => m.mountPoint === '/')?.mountOptions.includes('idmapped'), 'inside, / is an idmapped mount');
-        console.log(`  ${name}: idmapRootfs ${hook.ms} ms, helper syscalls ${JSON.stringify(hook.timings)}`);
+        console.log(`  ${name}: rootfs step ${shift!.ms} ms, helper system calls ${shift!.syscallUs} µs`);
       } finally {
         await runtime.cleanup();
       }

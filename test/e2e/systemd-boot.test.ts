@@ -65,10 +65,11 @@ if (skip) {
   });
 
   for (const name of ['runc', 'crun'] as RuntimeName[]) {
-    test(`${name} + the oci-userns hook at createRuntime: systemd reaches running or degraded, init.scope in the container's cgroup`, async () => {
+    test(`${name} + the oci-userns hook at createRuntime, shift.method chown: systemd reaches running or degraded, init.scope in the container's cgroup`, async () => {
       const runtime = new Runtime(session!, name);
       const rootfs = await debianRootfs(work!.path(name, 'rootfs'));
-      const config = writeProgramConfig(work!.path(name, 'config'));
+      // The chown route, forced: the fallback where idmap is refused (idmap-rootfs.test.ts boots the default, idmapped).
+      const config = writeProgramConfig(work!.path(name, 'config'), { shift: { method: 'chown' } });
       const id = uniqueId(`boot-${name}`);
       // Explicit, so the test knows the container's cgroup without asking the hook.
       const cgroup = `/${id}`;

@@ -36,6 +36,7 @@ test('an unknown key is an error naming the key', async () => {
 test('a mistyped value is an error naming the key', async () => {
   await failsWith(write({ pool: { blockSize: '65536' } }), /'pool.blockSize' must be integer/);
   await failsWith(write({ shift: { mode: 'sometimes' } }), /'shift.mode' must be one of "auto", "never", "always-verify"/);
+  await failsWith(write({ shift: { method: 'bind' } }), /'shift.method' must be one of "auto", "idmap", "chown"/);
   await failsWith(write({ stateDir: 'relative' }), /'stateDir' must match/);
   await failsWith(write('{"logLevel": '), /truncated JSON/);
 });

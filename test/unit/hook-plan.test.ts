@@ -67,7 +67,7 @@ release('a user-namespaced container releases its range, with or without a pid i
 const setup = suite('plan: createRuntime and prestart');
 setup('podman --userns=auto systemd container: guard its range, shift the rootfs, delegate the cgroup to its root', () => {
   const s = state('podman4.3-runc-createRuntime');
-  const p = plan('createRuntime', s, podmanSystemd, facts(podmanMap, { path: '/merged', shifted: false }));
+  const p = plan('createRuntime', s, podmanSystemd, facts(podmanMap, { path: '/merged', shifted: false }), config({ shift: { method: 'chown' } }));
   assert.equal(p, {
     kind: 'setup',
     containerId: s.id,
@@ -92,10 +92,10 @@ setup('runc and crun at createRuntime and prestart: the pid of the state, the ma
     assert.equal(p.range.uidMappings, usernsMap);
   }
 });
-setup('the rootfs step: none, skip when already shifted (auto), shift (auto), verify (always-verify)', () => {
+setup('the rootfs step with shift.method chown: none, skip when already shifted (auto), shift (auto), verify (always-verify)', () => {
   const s = state('runc1.1.5-createRuntime');
   const rootfs = (f: HookFacts, c = config()) => {
-    const p = plan('createRuntime', s, userns, f, c);
+    const p = plan('createRuntime', s, userns, f, { ...c, shift: { ...c.shift, method: 'chown' } });
     return p.kind === 'setup' ? p.rootfs : undefined;
   };
   const shifted = facts(usernsMap, { path: '/r', shifted: true });
@@ -104,6 +104,23 @@ setup('the rootfs step: none, skip when already shifted (auto), shift (auto), ve
   assert.equal(rootfs(shifted), { kind: 'skip', path: '/r', reason: 'already shifted' });
   assert.equal(rootfs(facts(usernsMap, { path: '/r', shifted: false }), config({ shift: { unmapped: 'overflow' } })), { kind: 'shift', path: '/r', mode: 'auto', unmapped: 'overflow' });
   assert.equal(rootfs(shifted, config({ shift: { mode: 'always-verify' } })), { kind: 'shift', path: '/r', mode: 'always-verify', unmapped: 'error' });
+});
+setup('the rootfs step with shift.method auto (the default) and idmap: an idmapped mount, chown as the fallback of auto only; a shifted tree is never idmapped', () => {
+  const s = state('runc1.1.5-createRuntime');
+  const rootfs = (f: HookFacts, c = config()) => {
+    const p = plan('createRuntime', s, userns, f, c);
+    return p.kind === 'setup' ? p.rootfs : undefined;
+  };
+  const fresh = facts(usernsMap, { path: '/r', shifted: false });
+  const shifted = facts(usernsMap, { path: '/r', shifted: true });
+  assert.is(DEFAULTS.shift.method, 'auto');
+  assert.equal(rootfs(fresh), { kind: 'idmap', path: '/r', pid: 14565, fallback: { kind: 'shift', path: '/r', mode: 'auto', unmapped: 'error' } });
+  assert.equal(rootfs(fresh, config({ shift: { method: 'idmap' } })), { kind: 'idmap', path: '/r', pid: 14565 });
+  for (const method of ['auto', 'idmap'] as const) {
+    assert.equal(rootfs(shifted, config({ shift: { method } })), { kind: 'skip', path: '/r', reason: 'already shifted' }, method);
+    assert.equal(rootfs(shifted, config({ shift: { method, mode: 'always-verify' } })), { kind: 'shift', path: '/r', mode: 'always-verify', unmapped: 'error' }, method);
+    assert.equal(rootfs(fresh, config({ shift: { method, mode: 'never' } })), { kind: 'none', reason: 'shift.mode is never' }, method);
+  }
 });
 setup('a spec that rules out delegation: the cgroup step is skipped with the reasons; a systemd container gets a warning', () => {
   const s = state('crun1.8.1-createRuntime');
