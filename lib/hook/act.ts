@@ -40,6 +40,7 @@ export type HookResult = { outcome: 'not-applicable'; reason: string } | { outco
 
 async function chown(step: ShiftStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ChownAction> {
   const started = performance.now();
+  if (step.idmapRefused) opts.logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId, path: step.path, reason: step.idmapRefused });
   const base = { rootfs: step.path, uidMap: range.uidMappings, gidMap: range.gidMappings, unmapped: step.unmapped, stateDir: opts.stateDir, containerId, logger: opts.logger };
   // The engine is loaded only when a tree may need work (about 12 ms).
   const engine = await import('../shift/shift');
@@ -51,10 +52,10 @@ async function chown(step: ShiftStep, range: GuardStep, containerId: string, opt
       ? await engine.shiftTree(base).then((r) => ({ ...r, action: r.shifted ? ('shifted' as const) : ('skipped' as const) }))
       : await engine.ensureShifted({ ...base, mode: step.mode });
   if (result.skippedMounts.length > 0) opts.logger.info('mount points inside the rootfs were not shifted', { containerId, skippedMounts: result.skippedMounts });
-  return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(performance.now() - started) };
+  return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(performance.now() - started), ...(step.idmapRefused ? { idmapRefused: step.idmapRefused } : {}) };
 }
 
-/** The idmap step; a refusal falls back to chown (one log line saying why) or, without a fallback, is a HostError. */
+/** The idmap step; a refusal falls back to chown (which logs why) or, without a fallback, is a HostError. */
 async function idmap(step: IdmapStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ShiftAction> {
   const { idmapRootfs } = await import('../rootfs/idmap-rootfs');
   const result = await idmapRootfs({ pid: step.pid, rootfs: step.path, containerId, procRoot: opts.procRoot });
@@ -66,8 +67,7 @@ async function idmap(step: IdmapStep, range: GuardStep, containerId: string, opt
   if (!step.fallback) {
     throw new HostError(`the rootfs ${result.rootfs} cannot be idmapped here (${result.reason})`, { containerId, path: result.rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
   }
-  opts.logger.info('the rootfs cannot be idmapped; shifting it with chown instead', { containerId, path: result.rootfs, reason: result.reason });
-  return { ...(await chown(step.fallback, range, containerId, opts)), idmapRefused: result.reason };
+  return chown({ ...step.fallback, idmapRefused: result.reason }, range, containerId, opts);
 }
 
 async function giveRootfs(step: RootfsStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ShiftAction | undefined> {

@@ -4,6 +4,7 @@
 // root against the runtimes' real states and specs. lib/hook/act.ts carries
 // the plan out. Refusals are thrown here, before anything changes.
 
+import { dirname } from 'node:path';
 import { systemdSpecProblems } from '../cgroup/spec-check';
 import type { Config, OverlapPolicy, UnmappedPolicy } from '../config/config';
 import { InputError, RefusedError } from '../errors';
@@ -34,6 +35,13 @@ export interface HookFacts {
     path: string;
     /** Owned per the mapping already (lib/shift/state.ts alreadyShifted: the state file and the directory's owner). */
     shifted: boolean;
+    /**
+     * A directory above the rootfs that only root and the container's range
+     * can search (lib/rootfs/access.ts closedAncestor); absent when every
+     * host user can reach the rootfs, or when shift.method is chown (then it
+     * is not looked at).
+     */
+    closedBy?: string;
   };
 }
 
@@ -50,8 +58,8 @@ export interface GuardStep {
   overlap: OverlapPolicy;
 }
 
-/** Shifting the rootfs's owners into the range with the chown engine (lib/shift). */
-export type ShiftStep = { kind: 'shift'; path: string; mode: 'auto' | 'always-verify'; unmapped: UnmappedPolicy };
+/** Shifting the rootfs's owners into the range with the chown engine (lib/shift); `idmapRefused` says why auto did not idmap. */
+export type ShiftStep = { kind: 'shift'; path: string; mode: 'auto' | 'always-verify'; unmapped: UnmappedPolicy; idmapRefused?: string };
 
 /**
  * An ID-mapped mount of the rootfs in the container's mount namespace
@@ -110,15 +118,27 @@ export function applicability(stage: HookStage, state: ContainerState, spec: Spe
 /**
  * A tree already owned per the mapping is never idmapped (the mount would map
  * its ids a second time): it is skipped, or verified under always-verify.
+ * The safety rule (README "ID-mapped rootfs"): a rootfs that every host user
+ * can reach is not idmapped, since files container root writes through the
+ * mount are host root's on disk (a setuid file made inside would be a host
+ * setuid-root file): auto shifts it with chown instead, idmap refuses.
  */
-function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number): RootfsStep {
+function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number, containerId: string): RootfsStep {
   const { method, mode, unmapped } = config.shift;
   if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
   if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
-  const { path, shifted } = facts.rootfs;
+  const { path, shifted, closedBy } = facts.rootfs;
   if (mode === 'auto' && shifted) return { kind: 'skip', path, reason: 'already shifted' };
   const shift: ShiftStep = { kind: 'shift', path, mode, unmapped };
   if (method === 'chown' || shifted) return shift;
+  if (closedBy === undefined) {
+    const why = `every host user can reach the rootfs ${path} (no directory above it is closed to users outside the container's range), so an idmapped rootfs would let them run setuid files made inside as host root`;
+    if (method === 'auto') return { ...shift, idmapRefused: why };
+    const parent = dirname(path);
+    const uid = toHost(facts.mappings.uidMappings, 0);
+    const gid = toHost(facts.mappings.gidMappings, 0);
+    throw new RefusedError(why, { containerId, path, hint: `close its parent to others (chown ${uid}:${gid} ${parent} && chmod 0700 ${parent}), or set shift.method to auto or chown` });
+  }
   return { kind: 'idmap', path, pid, ...(method === 'auto' ? { fallback: shift } : {}) };
 }
 
@@ -167,7 +187,7 @@ export function planHook(input: PlanInput): HookPlan {
     containerId,
     pid: applies.pid,
     range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap },
-    rootfs: rootfsStep(input.config, facts, applies.pid),
+    rootfs: rootfsStep(input.config, facts, applies.pid, containerId),
     cgroup,
     warnings,
   };

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
+import { toContainer, type IdMapping } from '../oci/idmap';
 
 export interface Searcher {
   uid: number;
@@ -77,4 +78,36 @@ export async function openPathToRootfs(rootfs: string, who: Searcher, opts: { co
     changed.push(dir);
   }
   return changed;
+}
+
+/**
+ * Whether a directory keeps out every host user but root and the
+ * container's range: owned by root or a host uid of the range, with no
+ * search permission for its group or others. Under POSIX ACLs the group bits
+ * are the ACL mask, which bounds every named entry (acl(5)), so no ACL can
+ * let anyone else through either.
+ */
+export function closedToOthers(st: { uid: number; mode: number }, rangeUids: IdMapping[]): boolean {
+  return (st.mode & 0o011) === 0 && (st.uid === 0 || toContainer(rangeUids, st.uid) !== undefined);
+}
+
+/**
+ * The first directory above the rootfs (from / down to its parent) that
+ * closedToOthers() accepts, or undefined when every host user can reach the
+ * rootfs. `rootfs` is a real path. Why it matters: through an idmapped
+ * mount, what container root writes lands on disk as host root, so a setuid
+ * file made inside is a host setuid-root file on the raw tree. Throws
+ * SystemError when a stat fails.
+ */
+export async function closedAncestor(rootfs: string, rangeUids: IdMapping[], opts: { containerId?: string } = {}): Promise<string | undefined> {
+  for (const dir of pathAndAncestors(dirname(rootfs))) {
+    let st;
+    try {
+      st = await fs.stat(dir);
+    } catch (error) {
+      throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
+    }
+    if (closedToOthers(st, rangeUids)) return dir;
+  }
+  return undefined;
 }

@@ -2,15 +2,16 @@
 // The built oci-userns hook at createRuntime, with the default shift.method
 // auto, gives the container an idmapped `/` in its mount namespace with its
 // user namespace (container 0 -> host 300000): a busybox rootfs and the
-// Debian systemd rootfs, both owned by host root, show the image's owners
+// Debian systemd rootfs, both owned by host root, under a parent closed to
+// other host users (the safety rule), show the image's owners
 // inside; systemd boots; the raw tree keeps every original owner, mode, ACL
 // and capability; nothing stays mounted in the runtime's namespace. On an
 // overlayfs rootfs, auto falls back to chown with the reason logged, and
 // shift.method idmap fails the container. Needs root, runc, crun, make, cc,
 // tar, getfattr.
 
-import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Spec } from '../../lib/oci/spec';
@@ -47,6 +48,17 @@ let work: Workspace | undefined;
 let session: Session | undefined;
 
 const owner = (path: string) => `${lstatSync(path).uid}:${lstatSync(path).gid}`;
+
+/**
+ * The safety rule's way to an idmapped rootfs: its parent 0700, owned by the
+ * range's host root (container root can still reach the rootfs; no other
+ * host user can). Returns the rootfs.
+ */
+function closeParent(rootfs: string): string {
+  chownSync(dirname(rootfs), HOST_ID, HOST_ID);
+  chmodSync(dirname(rootfs), 0o700);
+  return rootfs;
+}
 
 /** The built program at createRuntime and poststop, configured by a config file in `dir` with `overrides`. */
 function hooks(dir: string, overrides: Record<string, unknown> = {}): { hooks: Spec['hooks']; logFile: string } {
@@ -87,7 +99,7 @@ if (skip) {
   for (const name of RUNTIMES) {
     test(`${name}, busybox rootfs owned by host root: / and /etc/shadow show 0:0 and 0:42 inside; writes land as host 0; nothing left mounted`, async () => {
       const runtime = new Runtime(session!, name);
-      const rootfs = busyboxRootfs(work!.path(name, 'busybox', 'rootfs'), ['sh', 'stat', 'grep', 'touch']);
+      const rootfs = closeParent(busyboxRootfs(work!.path(name, 'busybox', 'rootfs'), ['sh', 'stat', 'grep', 'touch']));
       writeFileSync(join(rootfs, 'etc', 'shadow'), 'root:*:1::::::\n', { mode: 0o640 });
       await session!.run(['chown', '0:42', join(rootfs, 'etc', 'shadow')]);
       const { hooks: h, logFile } = hooks(work!.path(name, 'busybox', 'config'));
@@ -117,7 +129,7 @@ if (skip) {
     const base = work!.path('overlay');
     for (const d of ['upper', 'work', 'merged']) mkdirSync(join(base, d), { recursive: true, mode: 0o755 });
     busyboxRootfs(join(base, 'lower'), ['sh', 'stat']);
-    const merged = join(base, 'merged');
+    const merged = closeParent(join(base, 'merged'));
     const mounted = await session!.run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work`, merged]);
     assert.is(mounted.exitCode, 0, mounted.all);
     const run = async (method: string) => {
@@ -137,7 +149,7 @@ if (skip) {
       assert.is(auto.result.stdout.trim(), '0:0 /', 'shifted by chown instead');
       assert.is(auto.line?.shift?.action, 'shifted', JSON.stringify(auto.line));
       assert.match(String(auto.line?.shift?.idmapRefused), /mount_setattr.*Invalid argument/);
-      assert.match(auto.log, /the rootfs cannot be idmapped; shifting it with chown instead/);
+      assert.match(auto.log, /the rootfs is not idmapped; shifting it with chown instead/);
     } finally {
       await runtime.cleanup();
       await session!.run(['umount', merged]);
@@ -147,7 +159,7 @@ if (skip) {
   for (const name of RUNTIMES) {
     test(`${name}, Debian systemd rootfs owned by host root: boots through the idmap hook; / and /etc/shadow are 0:0 and 0:42; the raw tree is unchanged inode by inode`, async () => {
       const runtime = new Runtime(session!, name);
-      const rootfs = await debianRootfs(work!.path(name, 'debian', 'rootfs'));
+      const rootfs = closeParent(await debianRootfs(work!.path(name, 'debian', 'rootfs')));
       const before = snapshot(rootfs);
       const { hooks: h, logFile } = hooks(work!.path(name, 'debian', 'config'));
       const id = uniqueId(`idmap-boot-${name}`);

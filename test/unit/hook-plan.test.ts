@@ -111,8 +111,8 @@ setup('the rootfs step with shift.method auto (the default) and idmap: an idmapp
     const p = plan('createRuntime', s, userns, f, c);
     return p.kind === 'setup' ? p.rootfs : undefined;
   };
-  const fresh = facts(usernsMap, { path: '/r', shifted: false });
-  const shifted = facts(usernsMap, { path: '/r', shifted: true });
+  const fresh = facts(usernsMap, { path: '/r', shifted: false, closedBy: '/' });
+  const shifted = facts(usernsMap, { path: '/r', shifted: true, closedBy: '/' });
   assert.is(DEFAULTS.shift.method, 'auto');
   assert.equal(rootfs(fresh), { kind: 'idmap', path: '/r', pid: 14565, fallback: { kind: 'shift', path: '/r', mode: 'auto', unmapped: 'error' } });
   assert.equal(rootfs(fresh, config({ shift: { method: 'idmap' } })), { kind: 'idmap', path: '/r', pid: 14565 });
@@ -121,6 +121,16 @@ setup('the rootfs step with shift.method auto (the default) and idmap: an idmapp
     assert.equal(rootfs(shifted, config({ shift: { method, mode: 'always-verify' } })), { kind: 'shift', path: '/r', mode: 'always-verify', unmapped: 'error' }, method);
     assert.equal(rootfs(fresh, config({ shift: { method, mode: 'never' } })), { kind: 'none', reason: 'shift.mode is never' }, method);
   }
+});
+setup('the safety rule: a rootfs every host user can reach is shifted with chown under auto (saying why) and refused under idmap', async () => {
+  const s = state('runc1.1.5-createRuntime');
+  const open = facts(usernsMap, { path: '/srv/b/rootfs', shifted: false });
+  const auto = plan('createRuntime', s, userns, open);
+  const why = 'every host user can reach the rootfs /srv/b/rootfs (no directory above it is closed to users outside the container\'s range), so an idmapped rootfs would let them run setuid files made inside as host root';
+  assert.equal(auto.kind === 'setup' && auto.rootfs, { kind: 'shift', path: '/srv/b/rootfs', mode: 'auto', unmapped: 'error', idmapRefused: why });
+  const host = usernsMap[0]!.hostID;
+  const error = await rejects(() => plan('createRuntime', s, userns, open, config({ shift: { method: 'idmap' } })), RefusedError, `${why}; close its parent to others (chown ${host}:${host} /srv/b && chmod 0700 /srv/b), or set shift.method to auto or chown`);
+  assert.is(error.containerId, 'fx-runc');
 });
 setup('a spec that rules out delegation: the cgroup step is skipped with the reasons; a systemd container gets a warning', () => {
   const s = state('crun1.8.1-createRuntime');

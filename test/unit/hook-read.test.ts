@@ -1,6 +1,6 @@
 // The hook's read step (lib/hook/read.ts): input parsed, facts gathered
 // only for a container to set up, the rootfs resolved once. No root needed.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -25,9 +25,9 @@ test.before.each(() => {
 test.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
 const stateText = (over: Record<string, unknown> = {}) => JSON.stringify({ ociVersion: '1.0.2', id: 'c1', status: 'creating', pid: 4242, bundle: join(dir, 'bundle'), ...over });
-const read = (value: unknown, opts: { stage?: 'createRuntime' | 'poststop'; state?: string; mode?: Config['shift']['mode'] } = {}) => {
+const read = (value: unknown, opts: { stage?: 'createRuntime' | 'poststop'; state?: string; mode?: Config['shift']['mode']; method?: Config['shift']['method'] } = {}) => {
   writeFileSync(join(dir, 'bundle', 'config.json'), JSON.stringify(value));
-  const config = { ...DEFAULTS, stateDir: join(dir, 'state'), shift: { ...DEFAULTS.shift, mode: opts.mode ?? 'auto' } };
+  const config = { ...DEFAULTS, stateDir: join(dir, 'state'), shift: { ...DEFAULTS.shift, mode: opts.mode ?? 'auto', method: opts.method ?? 'auto' } };
   return readHook({ stage: opts.stage ?? 'createRuntime', stateText: opts.state ?? stateText(), config, logger: nullLogger, procRoot: join(dir, 'proc') });
 };
 const mapped = (hostID: number) => [{ containerID: 0, hostID, size: 65536 }];
@@ -38,10 +38,20 @@ test('no facts for a container without a user namespace, nor at poststop', async
 });
 test('the rootfs resolved once to its real path; "shifted" from its owner when no state is recorded', async () => {
   const owned = await read({ ...spec, linux: { ...spec.linux, uidMappings: mapped(uid), gidMappings: mapped(gid) } });
-  assert.equal(owned.facts?.rootfs, { path: join(dir, 'bundle', 'layer'), shifted: true });
+  // mkdtemp made dir 0700, owned by this user: inside the range here, so it closes the way to the rootfs.
+  assert.equal(owned.facts?.rootfs, { path: join(dir, 'bundle', 'layer'), shifted: true, closedBy: dir });
   const other = uid === 100000 ? 200000 : 100000;
   const notYet = await read({ ...spec, linux: { ...spec.linux, uidMappings: mapped(other), gidMappings: mapped(other) } });
-  assert.equal(notYet.facts, { mappings: { uidMappings: mapped(other), gidMappings: mapped(other) }, rootfs: { path: join(dir, 'bundle', 'layer'), shifted: false } });
+  const closedBy = uid === 0 ? { closedBy: dir } : {};
+  assert.equal(notYet.facts, { mappings: { uidMappings: mapped(other), gidMappings: mapped(other) }, rootfs: { path: join(dir, 'bundle', 'layer'), shifted: false, ...closedBy } });
+});
+test('which directory closes the way to the rootfs is looked up unless shift.method is chown', async () => {
+  const ranged = { ...spec, linux: { ...spec.linux, uidMappings: mapped(uid), gidMappings: mapped(gid) } };
+  chmodSync(dir, 0o755);
+  assert.is((await read(ranged)).facts?.rootfs?.closedBy, undefined, 'open all the way: tmpdir 1777, then 0755 directories');
+  chmodSync(join(dir, 'bundle'), 0o700);
+  assert.is((await read(ranged)).facts?.rootfs?.closedBy, join(dir, 'bundle'));
+  assert.is((await read(ranged, { method: 'chown' })).facts?.rootfs?.closedBy, undefined);
 });
 test('shift.mode never: the rootfs is not looked at, even when it is missing', async () => {
   rmSync(join(dir, 'bundle', 'layer'), { recursive: true });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError, SystemError } from '../../lib/errors';
+import { rejects } from '../helpers/assert-error';
 import { findIdmapHelper, helperVerdict, idmapMount, parseTimings, probeIdmap } from '../../lib/rootfs/idmap-mount';
 
 const found = suite('findIdmapHelper');
@@ -76,12 +77,7 @@ fake('exit 4 is unsupported; a missing helper is unsupported too, saying how to 
 });
 fake('exit 6 throws a SystemError with the helper line', async () => {
   const helper = fakeHelper('fail', 'echo "oci-userns-idmap: cannot enter the mount namespace: /proc/7/ns/mnt: Operation not permitted" >&2; exit 6');
-  try {
-    await idmapMount({ helper, source: '/b', usernsFile: '/u', containerId: 'c2' });
-    assert.unreachable('should throw');
-  } catch (error) {
-    assert.instance(error, SystemError);
-    assert.is((error as Error).message, 'oci-userns-idmap: cannot enter the mount namespace: /proc/7/ns/mnt: Operation not permitted');
-  }
+  const error = await rejects(idmapMount({ helper, source: '/b', usernsFile: '/u', containerId: 'c2' }), SystemError, /^oci-userns-idmap: cannot enter the mount namespace: \/proc\/7\/ns\/mnt: Operation not permitted$/);
+  assert.is(error.containerId, 'c2');
 });
 fake.run();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
-import { maySearch, openPathToRootfs, pathAndAncestors } from '../../lib/rootfs/access';
+import { closedAncestor, closedToOthers, maySearch, openPathToRootfs, pathAndAncestors } from '../../lib/rootfs/access';
 import { rejects } from '../helpers/assert-error';
 
 const ROOT = { uid: 1879179264, gid: 1879179264 };
@@ -49,3 +49,34 @@ open('refuses, changing nothing, when a directory above the parent blocks', asyn
   assert.is(statSync(join(dir, 'private', 'bundle')).mode & 0o7777, 0o700);
 });
 open.run();
+
+const closed = suite('closedToOthers and closedAncestor: the safety rule of an idmapped rootfs');
+const RANGE = [{ containerID: 0, hostID: 300000, size: 65536 }];
+closed('closed: owned by root or the range, no search bit for group (the ACL mask) or others', () => {
+  assert.ok(closedToOthers({ uid: 300000, mode: 0o40700 }, RANGE));
+  assert.ok(closedToOthers({ uid: 0, mode: 0o40700 }, RANGE));
+  assert.ok(closedToOthers({ uid: 300000, mode: 0o40500 }, RANGE));
+  assert.not.ok(closedToOthers({ uid: 300000, mode: 0o40710 }, RANGE), 'group search, or an ACL mask that lets named entries through');
+  assert.not.ok(closedToOthers({ uid: 300000, mode: 0o40701 }, RANGE));
+  assert.not.ok(closedToOthers({ uid: 1000, mode: 0o40700 }, RANGE), 'another host user owns it and can open it');
+  assert.not.ok(closedToOthers({ uid: 365536, mode: 0o40700 }, RANGE), 'just past the range');
+});
+let tree = '';
+closed.before.each(() => {
+  tree = mkdtempSync(join(tmpdir(), 'oci-userns-closed-'));
+  chmodSync(tree, 0o755);
+});
+closed.after.each(() => rmSync(tree, { recursive: true, force: true }));
+closed('the first closed directory above the rootfs, or undefined when the way is open', async () => {
+  // The current user stands for the range, so this runs without root.
+  const range = [{ containerID: 0, hostID: process.getuid!(), size: 1 }];
+  const rootfs = join(tree, 'bundle', 'rootfs');
+  mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+  chmodSync(join(tree, 'bundle'), 0o755);
+  assert.is(await closedAncestor(rootfs, range), undefined, 'tmpdir is 1777 and everything below 0755');
+  chmodSync(rootfs, 0o700);
+  assert.is(await closedAncestor(rootfs, range), undefined, 'the rootfs itself does not count: it is the image\'s /');
+  chmodSync(join(tree, 'bundle'), 0o700);
+  assert.is(await closedAncestor(rootfs, range), join(tree, 'bundle'));
+});
+closed.run();

@@ -1,0 +1,136 @@
+// End to end, the safety rule of an idmapped rootfs (issue 12 "Safety"):
+// through an idmapped mount, a file container root writes is host root's on
+// disk, so a setuid-root file made inside is a host setuid-root file on the
+// raw tree. A control run (the bare helper in a shell hook, no rule) shows
+// an unprivileged host user getting euid 0 from it. With the oci-userns
+// hook (shift.method auto) the same container either has its rootfs behind
+// a parent closed to other host users (idmapped; the host user cannot reach
+// the file) or, when every host user can reach the rootfs, is shifted with
+// chown instead (the file is the range's root, not host root); shift.method
+// idmap refuses the open rootfs. Needs root, runc, cc (static), runuser and
+// a user named nobody.
+
+import { chmodSync, chownSync, copyFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  buildIdmapHelper,
+  buildProgram,
+  buildSpec,
+  busyboxRootfs,
+  IDMAP_HELPER,
+  programHook,
+  Runtime,
+  Session,
+  skipLoudly,
+  skipReason,
+  uniqueId,
+  Workspace,
+  writeBundle,
+  writeProgramConfig,
+} from './harness';
+
+const HOST_ID = 300000;
+const SIZE = 65536;
+const NAME = 'idmapped rootfs safety: no host user gets euid 0 from a setuid file made inside';
+// Made inside the container by container root: a copy of /bin/euid, setuid.
+const MAKE_SETUID = 'cp /bin/euid /suid-euid && chmod 4755 /suid-euid';
+
+const skip = await skipReason({ runtimes: ['runc'], commands: ['make', 'cc', 'runuser'] });
+const test = suite(NAME);
+let work: Workspace | undefined;
+let session: Session | undefined;
+let euidProgram = '';
+
+/** A busybox rootfs with /bin/euid, a static program that prints its effective uid. */
+function rootfs(dir: string): string {
+  const root = busyboxRootfs(dir, ['sh', 'cp', 'chmod']);
+  copyFileSync(euidProgram, join(root, 'bin', 'euid'));
+  chmodSync(join(root, 'bin', 'euid'), 0o755);
+  return root;
+}
+
+/**
+ * What an unprivileged host user (nobody) gets running the file on the raw
+ * tree. runuser, not setpriv: setpriv keeps root's capabilities until its
+ * execve, so the path lookup would still pass a 0700 directory.
+ */
+async function runAsNobody(path: string): Promise<{ exitCode?: number; all: string }> {
+  const result = await execa('runuser', ['-u', 'nobody', '--', path], { reject: false, all: true });
+  return { exitCode: result.exitCode, all: String(result.all ?? '').trim() };
+}
+
+async function runContainer(name: string, root: string, hooks: Parameters<typeof buildSpec>[0]['hooks']) {
+  const runtime = new Runtime(session!, 'runc');
+  const spec = buildSpec({ runtime: 'runc', rootfs: root, args: ['/bin/sh', '-c', MAKE_SETUID], userns: { hostId: HOST_ID, size: SIZE }, hooks });
+  const id = uniqueId(`idmap-safety-${name}`);
+  try {
+    return await runtime.run(id, writeBundle(work!.path(name, 'bundle'), spec));
+  } finally {
+    await runtime.cleanup();
+  }
+}
+
+const programHooks = (dir: string, overrides: Record<string, unknown> = {}) => {
+  const config = writeProgramConfig(dir, overrides);
+  return { createRuntime: [programHook('createRuntime', config.path)], poststop: [programHook('poststop', config.path)] };
+};
+
+if (skip) {
+  skipLoudly(NAME, skip);
+  test.skip(`${NAME} (skipped: ${skip})`, () => {});
+} else {
+  test.before(async () => {
+    await Promise.all([buildProgram(), buildIdmapHelper()]);
+    work = Workspace.create('oci-userns-idmap-safety-');
+    euidProgram = work.path('euid');
+    writeFileSync(`${euidProgram}.c`, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%d\\n", (int)geteuid()); return 0; }\n');
+    await execa('cc', ['-static', '-O2', '-o', euidProgram, `${euidProgram}.c`]);
+    session = await Session.open();
+  });
+  test.after(() => {
+    session?.close();
+    work?.remove();
+  });
+
+  test('control: idmapped without the rule (bare helper), the setuid file made inside gives nobody euid 0 on the raw tree', async () => {
+    const root = rootfs(work!.path('control', 'rootfs'));
+    const hook = work!.path('control', 'hook.sh');
+    writeFileSync(hook, `#!/bin/sh\npid=$(sed -n 's/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p')\nexec ${IDMAP_HELPER} mount --mntns /proc/$pid/ns/mnt --userns /proc/$pid/ns/user ${root}\n`, { mode: 0o755 });
+    const result = await runContainer('control', root, { createRuntime: [{ path: hook }] });
+    assert.is(result.exitCode, 0, result.all);
+    assert.is((await runAsNobody(join(root, 'suid-euid'))).all, 'euid=0', 'the danger the rule exists for');
+  });
+
+  test('auto, rootfs behind a parent closed to other host users: idmapped; nobody cannot reach the setuid file', async () => {
+    const root = rootfs(work!.path('closed', 'rootfs'));
+    chownSync(dirname(root), HOST_ID, HOST_ID);
+    chmodSync(dirname(root), 0o700);
+    const result = await runContainer('closed', root, programHooks(work!.path('closed', 'config')));
+    assert.is(result.exitCode, 0, result.all);
+    const made = statSync(join(root, 'suid-euid'));
+    assert.equal([made.uid, made.gid, made.mode & 0o7777], [0, 0, 0o4755], 'idmapped: on the raw tree the file is a host setuid-root file');
+    const asNobody = await runAsNobody(join(root, 'suid-euid'));
+    assert.not.match(asNobody.all, 'euid=0');
+    assert.match(asNobody.all, /Permission denied/);
+  });
+
+  test('auto, rootfs every host user can reach: shifted with chown instead; the setuid file is the range root, not host root', async () => {
+    const root = rootfs(work!.path('open', 'rootfs'));
+    const result = await runContainer('open', root, programHooks(work!.path('open', 'config')));
+    assert.is(result.exitCode, 0, result.all);
+    assert.is((await runAsNobody(join(root, 'suid-euid'))).all, `euid=${HOST_ID}`);
+  });
+
+  test('shift.method idmap, rootfs every host user can reach: the container is refused, nothing made', async () => {
+    const root = rootfs(work!.path('refused', 'rootfs'));
+    const result = await runContainer('refused', root, programHooks(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
+    assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
+    assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 300000:300000 /);
+    assert.not.ok(existsSync(join(root, 'suid-euid')));
+  });
+}
+
+test.run();
