@@ -68,6 +68,16 @@ export interface ConfigFacts {
   problem?: string;
 }
 
+/** Whether a directory rootfs on the filesystem holding `path` can be idmapped (the helper's probe), or why not. */
+export interface IdmapFacts {
+  path: string;
+  /** The helper (lib/rootfs/idmap-mount.ts findIdmapHelper); absent when it is not installed. */
+  helper?: string;
+  supported: boolean;
+  /** The helper's line, or why the probe could not run. */
+  reason?: string;
+}
+
 export interface HostFacts {
   mountinfo: string;
   /** cgroup.controllers of the cgroup2 mount, when there is one. */
@@ -86,6 +96,7 @@ export interface HostFacts {
   logFile: PathFacts;
   logDir: PathFacts;
   config: ConfigFacts;
+  idmap: IdmapFacts;
 }
 
 export const HOOK_FILE_NAMES = [
@@ -324,6 +335,19 @@ export function checkConfig(config: ConfigFacts): Check {
   return pass(name, `${config.path}: valid`);
 }
 
+/** Per rootfs kind, whether the hook can give it an ID-mapped mount here (README "ID-mapped rootfs"). */
+export function checkIdmap(idmap: IdmapFacts): Check {
+  const name = 'ID-mapped rootfs';
+  const overlay = 'overlay rootfs (containerd, CRI-O) are shifted with chown';
+  if (!idmap.helper) {
+    return warn(name, `the helper oci-userns-idmap is not installed: every rootfs is shifted with chown`, 'run install.sh (it builds the helper with make and cc into PREFIX/libexec/oci-userns/)');
+  }
+  if (!idmap.supported) {
+    return warn(name, `directory rootfs on the filesystem of ${idmap.path}: no (${idmap.reason}), shifted with chown; ${overlay}`, 'use Linux >= 5.12 and keep rootfs on a filesystem that takes idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3)');
+  }
+  return pass(name, `directory rootfs on the filesystem of ${idmap.path}: yes (behind a parent closed to other host users); ${overlay}`);
+}
+
 /** Every check, in the order a person fixes a host: kernel, ids, runtimes, installation. */
 export function runChecks(facts: HostFacts): Check[] {
   const uid = lookupUid(facts.passwd, facts.pool.user);
@@ -338,6 +362,7 @@ export function runChecks(facts: HostFacts): Check[] {
     checkStateDir(facts.stateDir),
     checkLog(facts.logFile, facts.logDir),
     checkConfig(facts.config),
+    checkIdmap(facts.idmap),
   ];
 }
 

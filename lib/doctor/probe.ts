@@ -7,7 +7,8 @@ import { constants, promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/config';
-import { cgroup2MountPoint, HOOK_FILE_NAMES, type ConfigFacts, type HookFileFacts, type HostFacts, type PathFacts, type ProgramFacts, type RuntimeFacts } from './doctor';
+import { findIdmapHelper, probeIdmap } from '../rootfs/idmap-mount';
+import { cgroup2MountPoint, HOOK_FILE_NAMES, type ConfigFacts, type HookFileFacts, type HostFacts, type IdmapFacts, type PathFacts, type ProgramFacts, type RuntimeFacts } from './doctor';
 
 export interface ProbeOptions {
   /** Prefix of every host path read ("/" on a real host). */
@@ -17,6 +18,20 @@ export interface ProbeOptions {
   hooksDir: string;
   /** First line of `NAME --version`, or undefined when NAME cannot run. */
   runtimeVersion?: (name: RuntimeFacts['name']) => Promise<string | undefined>;
+  /** Whether a directory rootfs at `path` can be idmapped; the helper's probe by default. */
+  idmapProbe?: (path: string) => Promise<IdmapFacts>;
+}
+
+/** The helper's probe (no change to any mount); a probe that cannot run (not root) says why. */
+async function defaultIdmapProbe(path: string): Promise<IdmapFacts> {
+  const helper = findIdmapHelper();
+  if (!helper) return { path, supported: false };
+  try {
+    const probed = await probeIdmap({ helper, path });
+    return probed.supported ? { path, helper, supported: true } : { path, helper, supported: false, reason: probed.reason };
+  } catch (error) {
+    return { path, helper, supported: false, reason: error instanceof Error ? error.message : String(error) };
+  }
 }
 
 async function readText(path: string): Promise<string | undefined> {
@@ -124,6 +139,8 @@ export async function probeHost(options: ProbeOptions): Promise<HostFacts> {
     logFile: await pathFacts(root, config.logFile),
     logDir: await pathFacts(root, dirname(config.logFile)),
     config: options.configFacts,
+    // Engines keep their rootfs next to our state (/var/lib), so its filesystem is the one to ask about.
+    idmap: await (options.idmapProbe ?? defaultIdmapProbe)(at(dirname(config.stateDir))),
   };
 }
 

@@ -9,6 +9,7 @@ import {
   checkConfig,
   checkDelegate,
   checkHooks,
+  checkIdmap,
   checkLog,
   checkRuntimes,
   checkStateDir,
@@ -263,7 +264,9 @@ probe('reads every fact below the root and the checks come out as for a ready v2
     configFacts: { path: '/etc/containers/oci-userns.json', explicit: false, exists: false },
     hooksDir,
     runtimeVersion: async (name) => (name === 'crun' ? 'crun version 1.8.1' : undefined),
+    idmapProbe: async (path) => ({ path, helper: '/usr/local/libexec/oci-userns/oci-userns-idmap', supported: true }),
   });
+  assert.is(facts.idmap.path, join(root, '/var/lib'), 'the filesystem next to the state dir is probed');
   assert.is(facts.cgroup2Controllers, 'cpu memory pids\n');
   assert.equal(facts.hooks.programs['/usr/local/bin/oci-userns'], { path: '/usr/local/bin/oci-userns', executable: true, interpreter: '/usr/bin/node', interpreterExecutable: true });
   const checks = runChecks(facts);
@@ -283,6 +286,7 @@ probe('reads every fact below the root and the checks come out as for a ready v2
       ['state directory', expectOwner],
       ['log', 'pass'],
       ['config file', 'pass'],
+      ['ID-mapped rootfs', 'pass'],
     ],
   );
 });
@@ -296,6 +300,7 @@ probe('a symlinked state dir and a missing hooks folder are what a probe sees', 
     configFacts: { path: '/etc/containers/oci-userns.json', explicit: false, exists: false },
     hooksDir: '/usr/share/containers/oci/hooks.d',
     runtimeVersion: async () => undefined,
+    idmapProbe: async (path) => ({ path, supported: false }),
   });
   assert.is(facts.mountinfo, '');
   assert.is(facts.stateDir.isSymlink, true);
@@ -308,3 +313,19 @@ probe('a symlinked state dir and a missing hooks folder are what a probe sees', 
   assert.is(statuses['OCI runtime'], 'fail');
 });
 probe.run();
+
+const idmap = suite('doctor: ID-mapped rootfs');
+idmap('per rootfs kind: directory rootfs idmapped where the probe passes; overlay shifted with chown; a missing helper or a refusal is a warning', () => {
+  const helper = '/usr/local/libexec/oci-userns/oci-userns-idmap';
+  const yes = checkIdmap({ path: '/var/lib', helper, supported: true });
+  assert.is(yes.status, 'pass');
+  assert.is(yes.detail, 'directory rootfs on the filesystem of /var/lib: yes (behind a parent closed to other host users); overlay rootfs (containerd, CRI-O) are shifted with chown');
+  const refused = checkIdmap({ path: '/var/lib', helper, supported: false, reason: 'oci-userns-idmap: the kernel refused an idmapped mount (mount_setattr): /var/lib: Invalid argument' });
+  assert.is(refused.status, 'warn');
+  assert.match(refused.detail, 'no (oci-userns-idmap: the kernel refused');
+  const missing = checkIdmap({ path: '/var/lib', supported: false });
+  assert.is(missing.status, 'warn');
+  assert.match(missing.fix!, 'install.sh');
+});
+idmap.run();
+
