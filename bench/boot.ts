@@ -12,11 +12,10 @@
 // after one warm-up round. Also the time until `run -d` returns, which is
 // where the hook's cost lands. Needs root, runc, crun, cgroup2.
 
-import { chmodSync, chownSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { rmSync } from 'node:fs';
 import { execa } from 'execa';
 import { shiftTree } from '../lib/shift/shift';
-import { buildIdmapHelper, buildProgram, buildSpec, cgroupChownHook, debianRootfs, programHook, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig, type RuntimeName } from '../test/e2e/harness';
+import { buildIdmapHelper, buildProgram, buildSpec, cgroupChownHook, closeParentToRange, debianRootfs, programHooks, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig, type RuntimeName } from '../test/e2e/harness';
 import { median, printTable } from './measure';
 import type { Spec } from '../lib/oci/spec';
 
@@ -70,12 +69,7 @@ try {
   const config = writeProgramConfig(work.path('config'));
   const chownConfig = writeProgramConfig(work.path('config-chown'), { shift: { method: 'chown' } });
   // Rootfs owned by host root, each behind its own parent closed to other host users (0700, the range's root).
-  const unshifted = async (name: string) => {
-    const tree = await debianRootfs(work.path(name, 'rootfs'));
-    chownSync(dirname(tree), HOST_ID, HOST_ID);
-    chmodSync(dirname(tree), 0o700);
-    return tree;
-  };
+  const unshifted = async (name: string) => closeParentToRange(await debianRootfs(work.path(name, 'rootfs')), HOST_ID);
   const idmapRootfs = await unshifted('idmap');
   const chownRootfs = await unshifted('chown');
   const resetChown = async () => {
@@ -83,7 +77,6 @@ try {
     await execa('setfattr', ['-x', 'trusted.oci-userns.shift', chownRootfs], { reject: false });
     rmSync(chownConfig.stateDir, { recursive: true, force: true });
   };
-  const programHooks = (path: string) => ({ createRuntime: [programHook('createRuntime', path)], poststop: [programHook('poststop', path)] });
   const bundle = (name: string, runtime: RuntimeName, hooks?: Spec['hooks'], tree = rootfs) =>
     writeBundle(work.path(`${name}-bundle`), buildSpec({ runtime, rootfs: tree, args: ['/sbin/init'], userns: { hostId: HOST_ID, size: SIZE }, systemd: true, ...(hooks ? { hooks } : {}) }));
   const variants: Variant[] = [

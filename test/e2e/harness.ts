@@ -20,7 +20,7 @@
 // (hybrid cgroups, no CAP_SYS_RESOURCE, 0700 temp dirs, systemd's console).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa, type Options as ExecaOptions } from 'execa';
@@ -268,6 +268,23 @@ export function writeProgramConfig(dir: string, overrides: Record<string, unknow
 /** The built program as an OCI hook for `stage`, configured by the file at `configPath`. */
 export function programHook(stage: string, configPath: string): SpecHook {
   return { path: process.execPath, args: ['node', PROGRAM, 'hook', stage], env: [`OCI_USERNS_CONFIG=${configPath}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin'] };
+}
+
+/** The built program at each of `stages` (createRuntime and poststop by default), configured by the file at `configPath`. */
+export function programHooks(configPath: string, stages = ['createRuntime', 'poststop']): Spec['hooks'] {
+  return Object.fromEntries(stages.map((stage) => [stage, [programHook(stage, configPath)]]));
+}
+
+/**
+ * Closes the rootfs's parent to every host user but the range (0700, owned
+ * by the range's host root hostId:hostId): the safety rule's way to an
+ * ID-mapped rootfs (README "ID-mapped rootfs"); container root can still
+ * reach the rootfs. Returns the rootfs.
+ */
+export function closeParentToRange(rootfs: string, hostId: number): string {
+  chownSync(dirname(rootfs), hostId, hostId);
+  chmodSync(dirname(rootfs), 0o700);
+  return rootfs;
 }
 
 /**

@@ -10,8 +10,8 @@
 // shift.method idmap fails the container. Needs root, runc, crun, make, cc,
 // tar, getfattr.
 
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Spec } from '../../lib/oci/spec';
@@ -24,7 +24,8 @@ import {
   busyboxRootfs,
   debianRootfs,
   debianTarball,
-  programHook,
+  closeParentToRange,
+  programHooks,
   Runtime,
   Session,
   skipLoudly,
@@ -49,22 +50,13 @@ let session: Session | undefined;
 
 const owner = (path: string) => `${lstatSync(path).uid}:${lstatSync(path).gid}`;
 
-/**
- * The safety rule's way to an idmapped rootfs: its parent 0700, owned by the
- * range's host root (container root can still reach the rootfs; no other
- * host user can). Returns the rootfs.
- */
-function closeParent(rootfs: string): string {
-  chownSync(dirname(rootfs), HOST_ID, HOST_ID);
-  chmodSync(dirname(rootfs), 0o700);
-  return rootfs;
-}
-
 /** The built program at createRuntime and poststop, configured by a config file in `dir` with `overrides`. */
 function hooks(dir: string, overrides: Record<string, unknown> = {}): { hooks: Spec['hooks']; logFile: string } {
   const config = writeProgramConfig(dir, overrides);
-  return { hooks: { createRuntime: [programHook('createRuntime', config.path)], poststop: [programHook('poststop', config.path)] }, logFile: config.logFile };
+  return { hooks: programHooks(config.path), logFile: config.logFile };
 }
+
+const closeParent = (rootfs: string) => closeParentToRange(rootfs, HOST_ID);
 
 /** The createRuntime line the hook logged for the container (its `shift` field says what it did with the rootfs). */
 function createRuntimeLine(logFile: string, id: string): { shift?: Record<string, unknown>; message: string } | undefined {

@@ -10,8 +10,8 @@
 // idmap refuses the open rootfs. Needs root, runc, cc (static), runuser and
 // a user named nobody.
 
-import { chmodSync, chownSync, copyFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,7 +21,8 @@ import {
   buildSpec,
   busyboxRootfs,
   IDMAP_HELPER,
-  programHook,
+  closeParentToRange,
+  programHooks,
   Runtime,
   Session,
   skipLoudly,
@@ -73,10 +74,7 @@ async function runContainer(name: string, root: string, hooks: Parameters<typeof
   }
 }
 
-const programHooks = (dir: string, overrides: Record<string, unknown> = {}) => {
-  const config = writeProgramConfig(dir, overrides);
-  return { createRuntime: [programHook('createRuntime', config.path)], poststop: [programHook('poststop', config.path)] };
-};
+const configured = (dir: string, overrides: Record<string, unknown> = {}) => programHooks(writeProgramConfig(dir, overrides).path);
 
 if (skip) {
   skipLoudly(NAME, skip);
@@ -105,10 +103,8 @@ if (skip) {
   });
 
   test('auto, rootfs behind a parent closed to other host users: idmapped; nobody cannot reach the setuid file', async () => {
-    const root = rootfs(work!.path('closed', 'rootfs'));
-    chownSync(dirname(root), HOST_ID, HOST_ID);
-    chmodSync(dirname(root), 0o700);
-    const result = await runContainer('closed', root, programHooks(work!.path('closed', 'config')));
+    const root = closeParentToRange(rootfs(work!.path('closed', 'rootfs')), HOST_ID);
+    const result = await runContainer('closed', root, configured(work!.path('closed', 'config')));
     assert.is(result.exitCode, 0, result.all);
     const made = statSync(join(root, 'suid-euid'));
     assert.equal([made.uid, made.gid, made.mode & 0o7777], [0, 0, 0o4755], 'idmapped: on the raw tree the file is a host setuid-root file');
@@ -119,14 +115,14 @@ if (skip) {
 
   test('auto, rootfs every host user can reach: shifted with chown instead; the setuid file is the range root, not host root', async () => {
     const root = rootfs(work!.path('open', 'rootfs'));
-    const result = await runContainer('open', root, programHooks(work!.path('open', 'config')));
+    const result = await runContainer('open', root, configured(work!.path('open', 'config')));
     assert.is(result.exitCode, 0, result.all);
     assert.is((await runAsNobody(join(root, 'suid-euid'))).all, `euid=${HOST_ID}`);
   });
 
   test('shift.method idmap, rootfs every host user can reach: the container is refused, nothing made', async () => {
     const root = rootfs(work!.path('refused', 'rootfs'));
-    const result = await runContainer('refused', root, programHooks(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
+    const result = await runContainer('refused', root, configured(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
     assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
     assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 300000:300000 /);
     assert.not.ok(existsSync(join(root, 'suid-euid')));
