@@ -243,6 +243,8 @@ echo "oci-userns: installing into ${DEST:-/} (prefix $PREFIX, hooks $HOOKS_DIR, 
 # find node there: the installed executable names its node by absolute path.
 for file in "$SRC"/dist/*; do
   name=$(basename "$file")
+  # The C helper goes to libexec (below), executable.
+  [ "$name" != oci-userns-idmap ] || continue
   if [ "$name" = oci-userns.cjs ]; then
     { printf '#!%s\n' "$NODE"; tail -n +2 "$file"; } >"$STAGE/$name"
     put "$STAGE/$name" "$LIBDIR/$name" 0755

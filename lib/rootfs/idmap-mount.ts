@@ -39,7 +39,8 @@ export interface HelperRun {
 
 /**
  * Where the helper is, given the running program's path: beside it (dist/
- * after a build) or in ../libexec/oci-userns/ (install.sh), unless
+ * after a build) or in PREFIX/libexec/oci-userns/ (install.sh, with the
+ * program in PREFIX/lib/oci-userns/ and linked from PREFIX/bin/), unless
  * $OCI_USERNS_IDMAP_HELPER names it. Undefined when none exists.
  */
 export function findIdmapHelper(opts: { programPath?: string; env?: NodeJS.ProcessEnv; exists?: (path: string) => boolean } = {}): string | undefined {
@@ -49,7 +50,8 @@ export function findIdmapHelper(opts: { programPath?: string; env?: NodeJS.Proce
   const program = opts.programPath ?? (process.argv[1] && realpathOr(process.argv[1]));
   if (!program) return undefined;
   const dir = dirname(program);
-  const candidates = [join(dirname(dir), 'libexec', 'oci-userns', IDMAP_HELPER_NAME), join(dir, IDMAP_HELPER_NAME)];
+  const libexec = (prefix: string) => join(prefix, 'libexec', 'oci-userns', IDMAP_HELPER_NAME);
+  const candidates = [libexec(dirname(dirname(dir))), libexec(dirname(dir)), join(dir, IDMAP_HELPER_NAME)];
   return candidates.find((path) => exists(path));
 }
 

@@ -61,7 +61,10 @@ test('installs program, runtime alias, hooks.d files, drop-ins and a default con
   assert.ok(files['usr/local/lib/oci-userns/oci-userns.cjs']?.startsWith('file 755 '));
   const built = readdirSync(join(root, 'dist'));
   for (const name of ['cli.cjs', 'shift.cjs', 'chown-thread.cjs', 'oci-userns.cjs.map']) assert.ok(built.includes(name), `dist/${name} is built`);
-  for (const name of built) assert.ok(files[`usr/local/lib/oci-userns/${name}`], `dist/${name} is installed`);
+  for (const name of built.filter((n) => n !== 'oci-userns-idmap')) assert.ok(files[`usr/local/lib/oci-userns/${name}`], `dist/${name} is installed`);
+  const helperHash = createHash('sha256').update(readFileSync(join(root, 'dist', 'oci-userns-idmap'))).digest('hex');
+  assert.is(files['usr/local/libexec/oci-userns/oci-userns-idmap'], `file 755 ${helperHash}`, 'the C helper, executable, in libexec');
+  assert.not.ok(files['usr/local/lib/oci-userns/oci-userns-idmap'], 'and only there');
   assert.is(files['usr/local/bin/oci-userns-runtime'], 'link oci-userns');
   const shebang = readFileSync(program, 'utf8').split('\n', 1)[0]!;
   assert.match(shebang, /^#!\/\S*node$/, 'node by absolute path: hooks get no PATH from runc');

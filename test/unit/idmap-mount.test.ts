@@ -12,8 +12,9 @@ import { rejects } from '../helpers/assert-error';
 import { findIdmapHelper, helperVerdict, idmapMount, parseTimings, probeIdmap } from '../../lib/rootfs/idmap-mount';
 
 const found = suite('findIdmapHelper');
-found('installed: PREFIX/bin/oci-userns finds PREFIX/libexec/oci-userns/oci-userns-idmap', () => {
+found('installed: PREFIX/lib/oci-userns/oci-userns.cjs (or its link PREFIX/bin/oci-userns) finds PREFIX/libexec/oci-userns/oci-userns-idmap', () => {
   const exists = (p: string) => p === '/usr/local/libexec/oci-userns/oci-userns-idmap';
+  assert.is(findIdmapHelper({ programPath: '/usr/local/lib/oci-userns/oci-userns.cjs', env: {}, exists }), '/usr/local/libexec/oci-userns/oci-userns-idmap');
   assert.is(findIdmapHelper({ programPath: '/usr/local/bin/oci-userns', env: {}, exists }), '/usr/local/libexec/oci-userns/oci-userns-idmap');
 });
 found('built: dist/oci-userns.cjs finds dist/oci-userns-idmap beside it', () => {
