@@ -25,7 +25,7 @@
  *
  * Exit status (lib/rootfs/idmap-mount.ts maps them to typed errors):
  *   0  done (probe: supported)
- *   2  bad arguments (usage, a namespace file that is not of the right kind)
+ *   2  bad arguments (usage, a relative path, a namespace file of the wrong kind)
  *   4  not supported: the kernel or the filesystem refused the idmap
  *      (ENOSYS: kernel older than 5.12; mount_setattr EINVAL: the filesystem
  *      does not allow idmapped mounts, e.g. overlayfs, fuse, proc; EPERM: the
@@ -118,7 +118,7 @@ static int open_ns(const char *path, int type, const char *kind, int *fd_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(errno == ENOENT ? EXIT_USAGE : EXIT_SYSCALL, "cannot open namespace file", path, errno);
+		return fail(EXIT_SYSCALL, "cannot open namespace file", path, errno);
 	int actual = ioctl(fd, NS_GET_NSTYPE);
 	if (actual < 0)
 		return fail(EXIT_USAGE, "not a namespace file", path, errno);

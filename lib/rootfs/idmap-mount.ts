@@ -69,8 +69,8 @@ const TIMINGS = /^ok setns_us=(\d+) open_tree_us=(\d+) mount_setattr_us=(\d+) mo
 /**
  * What a finished helper run means. Pure. Exit 0 -> { refused: false };
  * 4 -> { refused: true, reason: the helper's stderr line }; 2 -> InputError
- * (a missing namespace file means the container process is gone); 6, any
- * other status or a signal -> SystemError. Errors carry the context's
+ * (bad arguments, a namespace file of the wrong kind); 6 (a namespace file
+ * that is gone included), any other status or a signal -> SystemError. Errors carry the context's
  * containerId and path.
  */
 export function helperVerdict(run: HelperRun, context: { path: string; containerId?: string }): { refused: false } | { refused: true; reason: string } {
@@ -125,7 +125,7 @@ export interface IdmapMountOptions {
  * (open_tree(2) OPEN_TREE_CLONE|AT_RECURSIVE, mount_setattr(2)
  * MOUNT_ATTR_IDMAP on the top mount, move_mount(2)). Returns 'unsupported'
  * when the kernel, the filesystem or the install cannot (nothing changed);
- * throws InputError (bad namespace file, process gone) or SystemError.
+ * throws InputError (bad namespace file) or SystemError.
  */
 export async function idmapMount(opts: IdmapMountOptions): Promise<IdmapOutcome> {
   const helper = opts.helper ?? findIdmapHelper();

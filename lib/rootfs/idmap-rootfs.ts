@@ -6,8 +6,8 @@
 // namespace, with the container's user namespace, makes `/` show the image's
 // owners inside while nothing on disk changes.
 
-import { promises as fs } from 'node:fs';
-import { errnoCode, InputError, systemError } from '../errors';
+import { existsSync, promises as fs } from 'node:fs';
+import { containerProcessGone, errnoCode, systemError, SystemError } from '../errors';
 import { parseMountinfo, visibleMounts } from '../sys/mountinfo';
 import { idmapMount, type IdmapTimings } from './idmap-mount';
 
@@ -40,8 +40,9 @@ export type IdmapRootfsResult =
  * Gives the container an idmapped `/`: the helper enters
  * /proc/PID/ns/mnt and clones the rootfs mount tree with the mappings of
  * /proc/PID/ns/user over the rootfs's real path (crun mounts the symlink's
- * target; runc refuses a symlinked rootfs). Throws InputError when the
- * process is gone, SystemError when a system call fails.
+ * target; runc refuses a symlinked rootfs). Throws HostError when the
+ * process exited meanwhile (errors.ts containerProcessGone), InputError or
+ * SystemError from the helper.
  */
 export async function idmapRootfs(opts: IdmapRootfsOptions): Promise<IdmapRootfsResult> {
   const started = performance.now();
@@ -58,20 +59,21 @@ export async function idmapRootfs(opts: IdmapRootfsOptions): Promise<IdmapRootfs
   try {
     mountinfo = await fs.readFile(mountinfoPath, 'utf8');
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') throw new InputError(`container process ${opts.pid} no longer exists`, { containerId, cause: error });
+    if (errnoCode(error) === 'ENOENT') throw containerProcessGone(opts.pid, containerId, error);
     throw systemError('cannot read', mountinfoPath, error, { containerId });
   }
   // The kernel refuses to idmap an idmapped mount (EPERM), which would read as "unsupported" and lead to a chown.
   const atRootfs = visibleMounts(parseMountinfo(mountinfo)).find((mount) => mount.mountPoint === rootfs);
   if (atRootfs?.mountOptions.includes('idmapped')) return { action: 'already-idmapped', rootfs };
 
-  const outcome = await idmapMount({
-    helper: opts.helper,
-    source: rootfs,
-    usernsFile: `${procRoot}/${opts.pid}/ns/user`,
-    mntnsFile: `${procRoot}/${opts.pid}/ns/mnt`,
-    containerId,
-  });
+  let outcome;
+  try {
+    outcome = await idmapMount({ helper: opts.helper, source: rootfs, usernsFile: `${procRoot}/${opts.pid}/ns/user`, mntnsFile: `${procRoot}/${opts.pid}/ns/mnt`, containerId });
+  } catch (error) {
+    // The process may exit between the mountinfo read and the helper's open of its namespaces.
+    if (error instanceof SystemError && !existsSync(`${procRoot}/${opts.pid}`)) throw containerProcessGone(opts.pid, containerId, error);
+    throw error;
+  }
   if (outcome.outcome === 'unsupported') return { action: 'unsupported', rootfs, reason: outcome.reason };
   return { action: 'idmapped', rootfs, ms: Math.round((performance.now() - started) * 100) / 100, timings: outcome.timings };
 }

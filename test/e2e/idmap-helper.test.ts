@@ -3,7 +3,8 @@
 // process's user namespace (container 0 -> host 300000), so the process sees
 // the image's owners and what it writes lands as host 0 on the raw tree;
 // refuses an overlayfs mount with the "not supported" status (4) and changes
-// nothing; rejects bad arguments with 2; leaves nothing mounted in the host
+// nothing; rejects bad arguments with 2 and a missing namespace file with 6;
+// leaves nothing mounted in the host
 // namespace.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -119,7 +120,6 @@ if (skip) {
       [['mount', root], /^usage: /],
       [['mount', '--userns', '/proc/self/ns/mnt', root], /^oci-userns-idmap: not a user namespace: \/proc\/self\/ns\/mnt$/],
       [['mount', '--userns', '/proc/self/ns/user', root], /is the helper's own/],
-      [['mount', '--userns', join(root, 'missing'), root], /cannot open namespace file: .*: No such file or directory$/],
       [['probe', 'relative/path'], /the path must be absolute: relative\/path$/],
     ];
     for (const [args, message] of cases) {
@@ -127,6 +127,9 @@ if (skip) {
       assert.is(result.exitCode, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr.split('\n')[0]!, message, args.join(' '));
     }
+    const gone = await helper(['mount', '--userns', join(root, 'missing'), root]);
+    assert.is(gone.exitCode, 6, 'a namespace file that is gone (its process exited) is a failed system call');
+    assert.match(gone.stderr, /^oci-userns-idmap: cannot open namespace file: .*\/missing: No such file or directory$/);
     assert.equal(mountLines(readFileSync('/proc/self/mountinfo', 'utf8'), root), []);
   });
 }
