@@ -256,9 +256,17 @@ if (skip) {
     const child = spawn(shim, ['state', 'x'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await new Promise<void>((resolve) => child.stdout.on('data', (chunk) => ((stdout += chunk), stdout.includes('ready') && resolve())));
+    const seen = (text: string) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no '${text}' from the fake runtime in 20 s: ${stdout}`)), 20_000);
+      const check = () => stdout.includes(text) && (clearTimeout(timer), child.stdout.off('data', check), resolve());
+      child.stdout.on('data', check);
+      check();
+    });
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    await seen('ready');
+    // One signal at a time: a shell runs pending traps in signal-number order, so TERM would overtake a WINCH still pending on a loaded machine.
     child.kill('SIGWINCH');
-    await new Promise((r) => setTimeout(r, 300));
+    await seen('got-winch');
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const code = await exited;
