@@ -304,6 +304,8 @@ export function checkHooks(hooks: HooksFacts): Check {
 
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
 
+// Root's, not the doctor's user's: the runtime runs the hook as root, and
+// the registry trusts only a directory its effective user owns.
 export function checkStateDir(dir: PathFacts): Check {
   const name = 'state directory';
   const create = `install -d -m 0700 -o root -g root ${dir.path}`;

@@ -52,9 +52,11 @@ export const registryPath = (stateDir: string) => join(stateDir, REGISTRY_FILE);
 export const REPAIR_HINT = 'it was left untouched; look at it, then run oci-userns gc --repair, which moves it aside and rebuilds the registry from the running containers';
 
 /**
- * Refuses a state directory that someone other than root could change (a
- * symlink, another owner, group- or world-writable): the registry decides
- * which host ids containers get. Creates it (mode 0700) when `create` is set.
+ * Refuses a state directory that someone other than the user running
+ * oci-userns (root in production, where the runtime runs the hook) could
+ * change: a symlink, another owner, group- or world-writable. The registry
+ * decides which host ids containers get. Creates it (mode 0700) when
+ * `create` is set.
  */
 export async function checkStateDir(stateDir: string, create: boolean): Promise<boolean> {
   let st;
@@ -70,10 +72,15 @@ export async function checkStateDir(stateDir: string, create: boolean): Promise<
     }
     st = lstatSync(stateDir);
   }
-  const create0700 = `install -d -m 0700 -o root -g root ${stateDir}`;
+  const euid = process.geteuid?.() ?? 0;
+  const create0700 = `install -d -m 0700${euid === 0 ? ' -o root -g root' : ''} ${stateDir}`;
   if (st.isSymbolicLink()) throw new RefusedError(`state directory ${stateDir} is a symlink`, { path: stateDir, hint: `replace it with a directory: rm ${stateDir} && ${create0700}` });
   if (!st.isDirectory()) throw new RefusedError(`state directory ${stateDir} is not a directory`, { path: stateDir, hint: `move it away, then: ${create0700}` });
-  if (st.uid !== 0) throw new RefusedError(`state directory ${stateDir} is owned by uid ${st.uid}, not root`, { path: stateDir, hint: `chown root:root ${stateDir}` });
+  if (st.uid !== euid) {
+    const me = euid === 0 ? 'root' : `uid ${euid}, the user running oci-userns`;
+    const hint = euid === 0 ? `chown root:root ${stateDir}` : `set stateDir in the config file to a directory uid ${euid} owns, or run as root`;
+    throw new RefusedError(`state directory ${stateDir} is owned by uid ${st.uid}, not ${me}`, { path: stateDir, hint });
+  }
   if (st.mode & 0o022) throw new RefusedError(`state directory ${stateDir} is writable by group or others`, { path: stateDir, hint: `chmod go-w ${stateDir}` });
   return true;
 }

@@ -22,27 +22,36 @@ test.before.each(() => {
 });
 test.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
-test('a missing state directory is created 0700; reading one that does not exist yields nothing', async () => {
+test('a missing state directory is created 0700, owned by the user running oci-userns; reading one that does not exist yields nothing', async () => {
   const state = join(dir, 'a', 'state');
   assert.is(await checkStateDir(state, false), false);
   assert.is(await checkStateDir(state, true), true);
   assert.is(statSync(state).mode & 0o777, 0o700);
+  assert.is(statSync(state).uid, process.geteuid?.());
   assert.equal(await readRegistry(state), []);
 });
 
-test('refuses a symlink, a directory not owned by root, and a group-writable one', async () => {
-  const real = join(dir, 'real');
-  mkdirSync(real, { mode: 0o700 });
-  symlinkSync(real, join(dir, 'link'));
+// A directory another user owns: as root, one given to uid 1000; as anyone
+// else, the root directory (root's, mode 0755, and never written: the check
+// refuses it before the lock).
+function otherUsersDir(): [string, RegExp] {
+  if (process.geteuid?.() !== 0) return ['/', new RegExp(`^state directory / is owned by uid 0, not uid ${process.geteuid?.()}, the user running oci-userns; set stateDir in the config file`)];
   const other = join(dir, 'other');
   mkdirSync(other, { mode: 0o700 });
   chownSync(other, 1000, 1000);
+  return [other, /is owned by uid 1000, not root; chown root:root/];
+}
+
+test('refuses a symlink, a directory another user owns, and a group-writable one', async () => {
+  const real = join(dir, 'real');
+  mkdirSync(real, { mode: 0o700 });
+  symlinkSync(real, join(dir, 'link'));
   const open = join(dir, 'open');
   mkdirSync(open);
   chmodSync(open, 0o775);
   for (const [path, pattern] of [
     [join(dir, 'link'), /is a symlink/],
-    [other, /is owned by uid 1000, not root; chown root:root/],
+    otherUsersDir(),
     [open, /is writable by group or others; chmod go-w/],
   ] as const) {
     await rejects(updateRegistry({ stateDir: path }, (entries) => ({ entries, result: undefined })), RefusedError, pattern);
