@@ -1,12 +1,13 @@
 import { chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { suite } from 'uvu';
+import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { delegateCgroup, resolveCgroupDir, unifiedCgroupPath, type DelegateOptions } from '../../lib/cgroup/delegate';
 import { systemdSpecProblems } from '../../lib/cgroup/spec-check';
 import { HostError, RefusedError } from '../../lib/errors';
 import { rejects } from '../helpers/assert-error';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 // A fake host: a cgroup2 tree in a temp dir, a mountinfo naming it, a /proc
 // with the container's cgroup file, and the kernel's delegate list.
@@ -51,11 +52,18 @@ const owner = (path: string) => {
   return `${s.uid}:${s.gid}`;
 };
 
-const test = suite('delegateCgroup on a fake cgroupfs');
-test.before.each(() => {
-  root = mkdtempSync(join(tmpdir(), 'oci-userns-cgroup-'));
-});
-test.after.each(() => rmSync(root, { recursive: true, force: true }));
+// The fake tree's owner, which a refused delegation leaves as it was.
+const untouched = `${process.getuid?.()}:${process.getgid?.()}`;
+function onFakeHost<T>(test: Test<T>): Test<T> {
+  test.before.each(() => {
+    root = mkdtempSync(join(tmpdir(), 'oci-userns-cgroup-'));
+  });
+  test.after.each(() => rmSync(root, { recursive: true, force: true }));
+  return test;
+}
+
+// Giving files to container root's host ids takes root (CAP_CHOWN).
+const test = onFakeHost(skippedUnless(suite('delegateCgroup on a fake cgroupfs'), 'cgroup unit (delegation)', rootSkipReason()));
 
 test('cgroupfs-driver path: the directory and the delegatable files, never controller files or the parent', async () => {
   host('12:pids:/ignored\n0::/libpod_parent/libpod-abc\n');
@@ -109,14 +117,26 @@ test('the files come from the kernel list, else the documented minimum', async (
   assert.is(owner(join(dir2, 'cgroup.procs')), `${UID}:${GID}`);
   assert.is(owner(join(dir2, 'memory.oom.group')), '0:0');
 });
-test('refuses container root mapped to host root', async () => {
+// The directory is given away before its files are looked at: root only.
+test('refuses a listed file that is a symlink, and leaves its target alone', async () => {
+  host('0::/c2\n');
+  const dir = cgroupDir('c2', ['cgroup.procs', 'cgroup.subtree_control']);
+  writeFileSync(join(root, 'secret'), '');
+  symlinkSync(join(root, 'secret'), join(dir, 'cgroup.threads'));
+  await rejects(delegateCgroup(options()), RefusedError, /cgroup.threads is a symlink/);
+  assert.is(owner(join(root, 'secret')), '0:0');
+});
+test.run();
+
+const refuses = onFakeHost(suite('delegateCgroup refusals on a fake cgroupfs'));
+refuses('refuses container root mapped to host root', async () => {
   host('0::/c1\n');
   cgroupDir('c1');
   await rejects(delegateCgroup(options({ uid: 0 })), RefusedError, /container root maps to host uid 0/);
   await rejects(delegateCgroup(options({ gid: 0 })), RefusedError, /host gid 0/);
-  assert.is(owner(join(cgroupfs, 'c1')), '0:0');
+  assert.is(owner(join(cgroupfs, 'c1')), untouched);
 });
-test('refuses the root cgroup, a path outside the mount, a symlink', async () => {
+refuses('refuses the root cgroup, a path outside the mount, a symlink', async () => {
   host('0::/\n');
   await rejects(delegateCgroup(options()), RefusedError, /is the root cgroup/);
   host('0::/elsewhere/c1\n', '/kubepods.slice');
@@ -125,22 +145,16 @@ test('refuses the root cgroup, a path outside the mount, a symlink', async () =>
   mkdirSync(join(root, 'target', 'c1'), { recursive: true });
   symlinkSync(join(root, 'target'), join(cgroupfs, 'link'));
   await rejects(delegateCgroup(options()), RefusedError, /resolves through a symlink/);
-  assert.is(owner(join(root, 'target', 'c1')), '0:0');
+  assert.is(owner(join(root, 'target', 'c1')), untouched);
 });
-test('refuses a cgroup directory or a listed file that is a symlink, and touches neither target', async () => {
+refuses('refuses a cgroup directory that is a symlink, and leaves its target alone', async () => {
   host('0::/c1\n');
   mkdirSync(join(root, 'target'));
   symlinkSync(join(root, 'target'), join(cgroupfs, 'c1'));
   await rejects(delegateCgroup(options()), RefusedError, /cgroup .*\/c1 is a symlink/);
-  assert.is(owner(join(root, 'target')), '0:0');
-  host('0::/c2\n');
-  const dir = cgroupDir('c2', ['cgroup.procs', 'cgroup.subtree_control']);
-  writeFileSync(join(root, 'secret'), '');
-  symlinkSync(join(root, 'secret'), join(dir, 'cgroup.threads'));
-  await rejects(delegateCgroup(options()), RefusedError, /cgroup.threads is a symlink/);
-  assert.is(owner(join(root, 'secret')), '0:0');
+  assert.is(owner(join(root, 'target')), untouched);
 });
-test('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
+refuses('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
   host('0::/c1\n');
   await rejects(delegateCgroup(options({ pid: 99999 })), HostError, /^container process 99999 exited while the hook was setting it up/);
   host('12:pids:/c1\n1:name=systemd:/c1\n');
@@ -148,7 +162,7 @@ test('a vanished pid, a cgroup v1 process, no cgroup2 at all', async () => {
   writeFileSync(join(root, 'mountinfo'), `31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n`);
   await rejects(delegateCgroup(options()), HostError, /no cgroup2 hierarchy is mounted \(cgroup v1 only\).*systemd.unified_cgroup_hierarchy=1/);
 });
-test.run();
+refuses.run();
 
 const pure = suite('cgroup path logic');
 pure('unifiedCgroupPath reads the 0:: line', () => {
