@@ -2,7 +2,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { suite } from 'uvu';
+import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import alloc, { requestedSize } from '../../cli/alloc';
 import gc from '../../cli/gc';
@@ -12,6 +12,7 @@ import { closeLoggers } from '../../cli/context';
 import { InputError } from '../../lib/errors';
 import type { RangeEntry } from '../../lib/ranges/registry';
 import { rejects } from '../helpers/assert-error';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 const B = 65536;
 let dir = '';
@@ -45,15 +46,20 @@ async function run(...argv: string[]): Promise<string> {
 
 const fails = (argv: string[], pattern: RegExp) => rejects(run(...argv), Error, pattern);
 
-const test = suite('oci-userns alloc, release, ranges, gc');
-test.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'oci-userns-cli-alloc-'));
-  writeFileSync(join(dir, 'subuid'), `containers:${2 * B}:${4 * B}\n`);
-  writeFileSync(join(dir, 'subgid'), `containers:${2 * B}:${4 * B}\n`);
-  config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ stateDir: join(dir, 'state'), logFile: join(dir, 'log'), pool: { subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') } }));
-});
-test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+/** A temp folder with a pool of 4 blocks and a config naming it, for each test of `test`. */
+function withTempPool<T>(test: Test<T>): Test<T> {
+  test.before.each(() => {
+    dir = mkdtempSync(join(tmpdir(), 'oci-userns-cli-alloc-'));
+    writeFileSync(join(dir, 'subuid'), `containers:${2 * B}:${4 * B}\n`);
+    writeFileSync(join(dir, 'subgid'), `containers:${2 * B}:${4 * B}\n`);
+    config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ stateDir: join(dir, 'state'), logFile: join(dir, 'log'), pool: { subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') } }));
+  });
+  test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+  return test;
+}
+
+const test = withTempPool(suite('oci-userns alloc, release, ranges, gc'));
 
 test('alloc, ranges (table and JSON), release', async () => {
   const allocated = JSON.parse(await run('alloc', 'web1', '--json')) as RangeEntry;
@@ -79,24 +85,13 @@ test('gc drops nothing that is still reserved; --repair rebuilds a corrupt regis
   assert.equal(JSON.parse(await run('ranges', '--json')), []);
 });
 
-test('--size: a number, or auto from a rootfs', async () => {
+test('--size: a number; the forms it refuses', async () => {
   assert.is(await requestedSize(undefined, undefined, B), undefined);
   assert.is(await requestedSize('70000', undefined, B), 70000);
-  const rootfs = join(dir, 'rootfs');
-  mkdirSync(join(rootfs, 'home', 'user'), { recursive: true });
-  writeFileSync(join(rootfs, 'home', 'user', 'file'), '');
-  chownSync(join(rootfs, 'home', 'user', 'file'), 100000, 5);
-  assert.is(await requestedSize('auto', rootfs, B), 2 * B);
-  assert.is(await requestedSize(undefined, rootfs, B), 2 * B);
-  const entry = JSON.parse(await run('alloc', 'big', '--rootfs', rootfs, '--json')) as RangeEntry;
-  assert.is(entry.uidMappings[0]!.size, 2 * B);
-  chownSync(rootfs, 2 * B, 2 * B);
-  chmodSync(rootfs, 0o755);
   for (const [size, rootfsArg, pattern] of [
     ['auto', undefined, /--size auto needs --rootfs/],
     ['lots', undefined, /--size must be a number of ids or 'auto'/],
-    ['5', rootfs, /not both/],
-    ['auto', rootfs, /owned by 131072:131072, not 0:0, so it looks shifted already.*--size N/],
+    ['5', dir, /not both/],
     ['auto', join(dir, 'missing'), /does not exist/],
   ] as const) {
     await rejects(requestedSize(size, rootfsArg, B), InputError, pattern);
@@ -116,3 +111,22 @@ test('the table lines up columns', () => {
 });
 
 test.run();
+
+// Sizing from a rootfs reads its owners, which only root can set.
+const owners = withTempPool(skippedUnless(suite('oci-userns alloc --rootfs'), 'cli-alloc unit (--rootfs)', rootSkipReason()));
+
+owners('--size auto from a rootfs; one not owned by 0:0 looks shifted already', async () => {
+  const rootfs = join(dir, 'rootfs');
+  mkdirSync(join(rootfs, 'home', 'user'), { recursive: true });
+  writeFileSync(join(rootfs, 'home', 'user', 'file'), '');
+  chownSync(join(rootfs, 'home', 'user', 'file'), 100000, 5);
+  assert.is(await requestedSize('auto', rootfs, B), 2 * B);
+  assert.is(await requestedSize(undefined, rootfs, B), 2 * B);
+  const entry = JSON.parse(await run('alloc', 'big', '--rootfs', rootfs, '--json')) as RangeEntry;
+  assert.is(entry.uidMappings[0]!.size, 2 * B);
+  chownSync(rootfs, 2 * B, 2 * B);
+  chmodSync(rootfs, 0o755);
+  await rejects(requestedSize('auto', rootfs, B), InputError, /owned by 131072:131072, not 0:0, so it looks shifted already.*--size N/);
+});
+
+owners.run();
