@@ -1,8 +1,7 @@
 // The runtime shim (lib/shim, cli/runtime) against a fake runtime first on
 // PATH (test/helpers/fake-runtime.sh) that records its argv, the config.json
 // it was handed and its descriptors 3-9. State, pool and bundles live in a
-// temp dir. Cases that allocate need root (the registry refuses a state
-// directory not owned by root) and say SKIPPED otherwise.
+// temp dir, so every case runs as any user.
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +15,6 @@ import { runShimCommand } from '../../lib/shim/shim';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const baseSpec = JSON.parse(readFileSync(join(fixtures, 'config-runc1.1.5-spec.json'), 'utf8'));
-const isRoot = process.getuid?.() === 0;
 const B = 65536;
 
 let dir = '';
@@ -120,53 +118,48 @@ pass('cli/runtime main: the real runtime\'s exit status through the executable\'
 const userns = suite('shim with a fake runtime: the containers it gives a user namespace');
 userns.before.each(setup);
 userns.after.each(teardown);
-if (!isRoot) {
-  console.log('SKIPPED shim unit (allocating cases): not root, and the registry refuses a state directory not owned by root');
-  userns.skip('shim unit, allocating cases (skipped: not root)', () => {});
-} else {
-  userns('create: the argv untouched, config.json given a user namespace from the pool, our hooks, a writable cgroup, one extra fd', async () => {
-    const b = bundle('sd', systemdSpec);
-    const argv = ['--root', '/run/runc', 'create', '-b', b, '--preserve-fds', '1', 'sd1'];
-    await withFds3And4(async () => {
-      assert.equal(await shim(argv), { exitCode: 0, warnings: [] });
-      assert.equal(recorded.fds(), [3]);
-    });
-    assert.equal(recorded.argv(), argv);
-    const spec = recorded.config();
-    const map = [{ containerID: 0, hostID: spec.linux.uidMappings[0].hostID, size: B }];
-    assert.ok(map[0]!.hostID >= 8 * B && map[0]!.hostID < 12 * B, 'from the pool');
-    assert.equal(spec.linux.uidMappings, map);
-    assert.equal(spec.linux.gidMappings, map);
-    const types = spec.linux.namespaces.map((n: { type: string }) => n.type);
-    assert.ok(types.includes('user') && types.includes('cgroup'), types.join(','));
-    const cgroup = spec.mounts.find((m: { destination: string }) => m.destination === '/sys/fs/cgroup');
-    assert.ok(cgroup.options.includes('rw') && !cgroup.options.includes('ro'));
-    assert.equal(spec.hooks.createRuntime.at(-1).args, ['oci-userns', 'hook', 'createRuntime']);
-    assert.equal(spec.hooks.poststop.at(-1).args, ['oci-userns', 'hook', 'poststop']);
-    assert.is(spec.hooks.poststop.at(-1).path, hookPath);
-    assert.is(spec.annotations['io.oci-userns.source'], 'shim');
-    const entries = await readRegistry(config.stateDir);
-    assert.equal(entries.map((e) => [e.id, e.source, e.uidMappings]), [['sd1', 'shim', map]]);
-    assert.equal(await shim(['delete', 'sd1']), { exitCode: 0, warnings: [] });
-    assert.equal(recorded.argv(), ['delete', 'sd1']);
-    assert.equal(await readRegistry(config.stateDir), [], 'delete released the range');
+userns('create: the argv untouched, config.json given a user namespace from the pool, our hooks, a writable cgroup, one extra fd', async () => {
+  const b = bundle('sd', systemdSpec);
+  const argv = ['--root', '/run/runc', 'create', '-b', b, '--preserve-fds', '1', 'sd1'];
+  await withFds3And4(async () => {
+    assert.equal(await shim(argv), { exitCode: 0, warnings: [] });
+    assert.equal(recorded.fds(), [3]);
   });
-  userns('a create the runtime fails, and a run that ends, give the range back', async () => {
-    const b = bundle('sd', systemdSpec);
-    assert.equal(await shim(['create', '--bundle', b, 'sd2'], { FAKE_RUNTIME_EXIT: '1' }), { exitCode: 1, warnings: [] });
-    assert.is(recorded.config().linux.uidMappings.length, 1, 'the runtime was handed the modified spec');
-    assert.equal(await readRegistry(config.stateDir), []);
-    writeFileSync(join(b, 'config.json'), JSON.stringify(systemdSpec));
-    assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
-    assert.equal(await readRegistry(config.stateDir), []);
-  });
-  userns('a failed delete keeps the range', async () => {
-    const b = bundle('sd', systemdSpec);
-    await shim(['create', '--bundle', b, 'sd4']);
-    await shim(['delete', 'sd4'], { FAKE_RUNTIME_EXIT: '1' });
-    assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), ['sd4']);
-  });
-}
+  assert.equal(recorded.argv(), argv);
+  const spec = recorded.config();
+  const map = [{ containerID: 0, hostID: spec.linux.uidMappings[0].hostID, size: B }];
+  assert.ok(map[0]!.hostID >= 8 * B && map[0]!.hostID < 12 * B, 'from the pool');
+  assert.equal(spec.linux.uidMappings, map);
+  assert.equal(spec.linux.gidMappings, map);
+  const types = spec.linux.namespaces.map((n: { type: string }) => n.type);
+  assert.ok(types.includes('user') && types.includes('cgroup'), types.join(','));
+  const cgroup = spec.mounts.find((m: { destination: string }) => m.destination === '/sys/fs/cgroup');
+  assert.ok(cgroup.options.includes('rw') && !cgroup.options.includes('ro'));
+  assert.equal(spec.hooks.createRuntime.at(-1).args, ['oci-userns', 'hook', 'createRuntime']);
+  assert.equal(spec.hooks.poststop.at(-1).args, ['oci-userns', 'hook', 'poststop']);
+  assert.is(spec.hooks.poststop.at(-1).path, hookPath);
+  assert.is(spec.annotations['io.oci-userns.source'], 'shim');
+  const entries = await readRegistry(config.stateDir);
+  assert.equal(entries.map((e) => [e.id, e.source, e.uidMappings]), [['sd1', 'shim', map]]);
+  assert.equal(await shim(['delete', 'sd1']), { exitCode: 0, warnings: [] });
+  assert.equal(recorded.argv(), ['delete', 'sd1']);
+  assert.equal(await readRegistry(config.stateDir), [], 'delete released the range');
+});
+userns('a create the runtime fails, and a run that ends, give the range back', async () => {
+  const b = bundle('sd', systemdSpec);
+  assert.equal(await shim(['create', '--bundle', b, 'sd2'], { FAKE_RUNTIME_EXIT: '1' }), { exitCode: 1, warnings: [] });
+  assert.is(recorded.config().linux.uidMappings.length, 1, 'the runtime was handed the modified spec');
+  assert.equal(await readRegistry(config.stateDir), []);
+  writeFileSync(join(b, 'config.json'), JSON.stringify(systemdSpec));
+  assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
+  assert.equal(await readRegistry(config.stateDir), []);
+});
+userns('a failed delete keeps the range', async () => {
+  const b = bundle('sd', systemdSpec);
+  await shim(['create', '--bundle', b, 'sd4']);
+  await shim(['delete', 'sd4'], { FAKE_RUNTIME_EXIT: '1' });
+  assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), ['sd4']);
+});
 
 pass.run();
 userns.run();
