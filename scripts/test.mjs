@@ -11,6 +11,31 @@ const [only, pattern] = process.argv.slice(2);
 const groups = only ? [only] : ['unit', 'e2e'];
 const uvu = join(root, 'node_modules', 'uvu', 'bin.js');
 
+/**
+ * The counts of one uvu run from its output and exit code. uvu 0.5's Total
+ * counts the tests that ran, not the skipped ones. A suite whose before
+ * hook throws ends "(0 / N)" with no error and exit code 0: its N tests
+ * count as failed here. A run that stops early (a file that throws on
+ * import, a test whose promise never settles) prints no summary: the
+ * "(passed / ran)" lines of the suites that finished give what ran, plus
+ * one failure for the stop.
+ */
+function counts(output, code) {
+  const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
+  const summary = /Total:\s+(\d+)\s+Passed:\s+(\d+)\s+Skipped:\s+(\d+)/.exec(plain);
+  if (summary) {
+    const [total, passed, skipped] = summary.slice(1).map(Number);
+    return { passed, failed: total - passed, skipped, code };
+  }
+  let passed = 0;
+  let failed = 1;
+  for (const [, done, ran] of plain.matchAll(/\((\d+) \/ (\d+)\)\n/g)) {
+    passed += Number(done);
+    failed += Number(ran) - Number(done);
+  }
+  return { passed, failed, skipped: 0, code: code || 1 };
+}
+
 function runGroup(group) {
   return new Promise((resolve) => {
     const args = ['--import', 'tsx', uvu, join('test', group)];
@@ -21,17 +46,7 @@ function runGroup(group) {
       process.stdout.write(chunk);
       output += chunk.toString();
     });
-    child.on('close', (code) => {
-      const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
-      const count = (label) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(plain)?.[1] ?? 0);
-      const total = count('Total');
-      const passed = count('Passed');
-      const skipped = count('Skipped');
-      // uvu's Total counts the tests that ran, not the skipped ones; it exits
-      // early without a summary when a test throws outside an assertion.
-      const failed = code === 0 ? total - passed : Math.max(1, total - passed);
-      resolve({ passed, failed, skipped, code });
-    });
+    child.on('close', (code) => resolve(counts(output, code)));
   });
 }
 
@@ -45,7 +60,7 @@ for (const group of groups) {
   passed += result.passed;
   failed += result.failed;
   skipped += result.skipped;
-  if (result.code !== 0) status = 1;
+  if (result.code !== 0 || result.failed > 0) status = 1;
 }
 process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
 process.exitCode = status;
