@@ -5,13 +5,28 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { buildProgram, PROGRAM, Workspace } from './harness';
+import { buildProgram, PROGRAM, REPO, Workspace } from './harness';
 import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
-const test = suite('build');
+/** Why this user cannot build here (the build replaces dist/ and lib/oci/generated/), or undefined. */
+function buildSkipReason(): string | undefined {
+  if (process.env.OCI_USERNS_PROGRAM) return undefined;
+  const writable = (dir: string) => {
+    try {
+      accessSync(dir, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const blocked = [REPO, join(REPO, 'lib', 'oci', 'generated')].filter((dir) => existsSync(dir) && !writable(dir));
+  return blocked.length > 0 ? `uid ${process.getuid?.()} cannot write ${blocked.join(' and ')}, where the build writes` : undefined;
+}
+
+const test = skippedUnless(suite('build'), 'build e2e (dist)', buildSkipReason());
 test.before(() => buildProgram());
 
 test('dist holds the executable, the cold files, the thread module, the error classes and their maps; no compressed code', () => {

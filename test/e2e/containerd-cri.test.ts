@@ -119,7 +119,7 @@ async function removePods(): Promise<void> {
 
 if (skip) {
   skipLoudly(SUITE, skip);
-  test(`SKIPPED ${SUITE}: ${skip}`, () => undefined);
+  test.skip(`${SUITE} (skipped: ${skip})`, () => undefined);
 } else {
   // uvu drops an error thrown in a before hook; the test reports it instead.
   let setupError: unknown;

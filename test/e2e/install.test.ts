@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { DEFAULTS } from '../../lib/config/config';
 import { loadConfig } from '../../lib/config/config-file';
 import { schemaProblem } from '../../lib/oci/schemas';
+import { skippedUnless } from '../helpers/skip';
 
 const root = join(import.meta.dirname, '..', '..');
 const script = join(root, 'install.sh');
@@ -107,15 +108,6 @@ test("--crio allows only CRI-O's own annotation names (crio refuses others); --c
   assert.match(toml, /^\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.oci-userns\]\n {2}runtime_type = "io\.containerd\.runc\.v2"\n {2}pod_annotations = \["io\.oci-userns\.\*"\]$/m);
   assert.match(toml, /^ {4}BinaryName = "\/usr\/local\/bin\/oci-userns-runtime"$/m);
   assert.match(result.stderr, /imports = \["\/etc\/containerd\/conf\.d\/\*\.toml"\]/, 'says how config.toml reads the drop-in');
-  // containerd itself reads the drop-in, when the CRI tests cached it (scripts/containerd-cache.sh).
-  const containerd = '/var/cache/oci-userns-dev/containerd/root/usr/bin/containerd';
-  if (!existsSync(containerd)) return console.log(`SKIPPED (part) containerd config dump: ${containerd} is not cached`);
-  const main = join(dest, 'config.toml');
-  writeFileSync(main, `version = 2\nimports = ["${drop}"]\n`);
-  const dump = await execa(containerd, ['--config', main, 'config', 'dump'], { reject: false, all: true });
-  assert.is(dump.exitCode, 0, dump.all);
-  assert.match(dump.stdout, /BinaryName = "\/usr\/local\/bin\/oci-userns-runtime"/);
-  assert.match(dump.stdout, /pod_annotations = \["io\.oci-userns\.\*"\]/);
 });
 
 test('a second install changes nothing and says so', async () => {
@@ -220,3 +212,23 @@ test('bad arguments exit 2 with a reason', async () => {
 });
 
 test.run();
+
+// containerd itself reads the drop-in, when the CRI tests cached it.
+const containerd = '/var/cache/oci-userns-dev/containerd/root/usr/bin/containerd';
+const dump = skippedUnless(suite('install.sh drop-in as containerd reads it'), 'install e2e (containerd config dump)', existsSync(containerd) ? undefined : `${containerd} is not cached (scripts/containerd-cache.sh)`);
+dump.before.each(() => {
+  dest = mkdtempSync(join(tmpdir(), 'oci-userns-install-'));
+});
+dump.after.each(() => rmSync(dest, { recursive: true, force: true }));
+
+dump('containerd config dump shows the --containerd handler', async () => {
+  assert.is((await install(['--containerd'])).exitCode, 0);
+  const main = join(dest, 'config.toml');
+  writeFileSync(main, `version = 2\nimports = ["${join(dest, 'etc/containerd/conf.d/50-oci-userns.toml')}"]\n`);
+  const dumped = await execa(containerd, ['--config', main, 'config', 'dump'], { reject: false, all: true });
+  assert.is(dumped.exitCode, 0, dumped.all);
+  assert.match(dumped.stdout, /BinaryName = "\/usr\/local\/bin\/oci-userns-runtime"/);
+  assert.match(dumped.stdout, /pod_annotations = \["io\.oci-userns\.\*"\]/);
+});
+
+dump.run();

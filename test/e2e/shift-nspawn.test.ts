@@ -11,34 +11,35 @@ import { join } from 'node:path';
 import { decodeFileCaps } from '../../lib/shift/fcaps';
 import { parseIdMap } from '../../lib/oci/idmap';
 import { shiftTree } from '../../lib/shift/shift';
-import { hasTool, snapshot } from '../helpers/shift-tree';
+import { snapshot } from '../helpers/shift-tree';
+import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 const HOST = 196608;
 const repo = join(import.meta.dirname, '..', '..');
-const test = suite('engine and systemd-nspawn agree on a Debian rootfs');
+
+function tarball(): string | undefined {
+  const r = spawnSync('bash', [join(repo, 'scripts', 'debian-rootfs.sh')], { encoding: 'utf8' });
+  const path = r.stdout?.trim();
+  return r.status === 0 && path && existsSync(path) ? path : undefined;
+}
+
+const needs = rootSkipReason(['systemd-nspawn', 'tar']);
+const tar = needs === undefined ? tarball() : undefined;
+const skip = needs ?? (tar === undefined ? 'the Debian rootfs tarball could not be made (scripts/debian-rootfs.sh)' : undefined);
+const test = skippedUnless(suite('engine and systemd-nspawn agree on a Debian rootfs'), 'shift-nspawn', skip);
 let work = '';
 test.after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function tarball(): string | undefined {
-  const r = spawnSync('bash', [join(repo, 'scripts', 'debian-rootfs.sh')], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
-}
-
 test('same uid, gid, mode and ACLs on every inode; caps as v3 for container root', async () => {
-  const tar = hasTool('systemd-nspawn') && process.getuid?.() === 0 ? tarball() : undefined;
-  if (!tar || !existsSync(tar)) {
-    console.log('SKIP shift-nspawn: needs root, systemd-nspawn and the Debian rootfs tarball (scripts/debian-rootfs.sh)');
-    return;
-  }
   work = mkdtempSync(join('/var/tmp', 'oci-userns-oracle-'));
   chmodSync(work, 0o755);
   const ours = join(work, 'ours');
   const theirs = join(work, 'theirs');
   for (const dir of [ours, theirs]) {
     mkdirSync(dir);
-    const x = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--acls', '--numeric-owner', '-xpf', tar, '-C', dir], { encoding: 'utf8' });
+    const x = spawnSync('tar', ['--xattrs', '--xattrs-include=*', '--acls', '--numeric-owner', '-xpf', tar!, '-C', dir], { encoding: 'utf8' });
     assert.is(x.status, 0, x.stderr);
   }
   const original = snapshot(ours);
