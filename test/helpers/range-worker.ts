@@ -16,7 +16,7 @@ interface Args {
 
 const [mode, json] = process.argv.slice(2);
 const args = JSON.parse(json!) as Args;
-const alloc = (id: string) => allocateRange({ stateDir: args.stateDir, pool: args.pool, passwdFile: args.passwdFile, id, source: 'cli', lockTimeoutMs: 60_000 });
+const alloc = (id: string) => allocateRange({ stateDir: args.stateDir, pool: args.pool, passwdFile: args.passwdFile, storageRoots: [], id, source: 'cli', lockTimeoutMs: 60_000 });
 
 if (mode === 'alloc') {
   process.stdin.once('data', async () => {

@@ -4,7 +4,10 @@
 // do not run.
 
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import type { Test } from 'uvu';
+import { errnoCode } from '../../lib/errors';
+import { DEFAULT_STORAGE_ROOTS } from '../../lib/ranges/userns-scan';
 
 export function hasTool(name: string): boolean {
   try {
@@ -20,6 +23,23 @@ export function rootSkipReason(tools: readonly string[] = []): string | undefine
   if (process.getuid?.() !== 0) return 'needs root';
   const missing = tools.filter((tool) => !hasTool(tool));
   return missing.length > 0 ? `needs ${missing.join(', ')}` : undefined;
+}
+
+/**
+ * Why tests that allocate through the CLI or the shim (which scan the
+ * default containers/storage roots, lib/ranges/userns-scan.ts, and refuse to
+ * allocate when they cannot) cannot run here, or undefined.
+ */
+export function storageSkipReason(): string | undefined {
+  const blocked = DEFAULT_STORAGE_ROOTS.filter((root) => {
+    try {
+      readdirSync(root);
+      return false;
+    } catch (error) {
+      return !['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '');
+    }
+  });
+  return blocked.length > 0 ? `the host-wide range scan must list ${blocked.join(', ')}, which uid ${process.getuid?.()} cannot read` : undefined;
 }
 
 /** The suite itself, or when `reason` is set one whose tests are all registered as skipped and whose hooks never run. */

@@ -12,7 +12,7 @@ import { closeLoggers } from '../../cli/context';
 import { InputError } from '../../lib/errors';
 import type { RangeEntry } from '../../lib/ranges/registry';
 import { rejects } from '../helpers/assert-error';
-import { rootSkipReason, skippedUnless } from '../helpers/skip';
+import { rootSkipReason, skippedUnless, storageSkipReason } from '../helpers/skip';
 
 const B = 65536;
 let dir = '';
@@ -59,7 +59,8 @@ function withTempPool<T>(test: Test<T>): Test<T> {
   return test;
 }
 
-const test = withTempPool(suite('oci-userns alloc, release, ranges, gc'));
+// Allocating scans the host's containers/storage roots.
+const test = withTempPool(skippedUnless(suite('oci-userns alloc, release, ranges, gc'), 'cli-alloc unit (allocating)', storageSkipReason()));
 
 test('alloc, ranges (table and JSON), release', async () => {
   const allocated = JSON.parse(await run('alloc', 'web1', '--json')) as RangeEntry;
@@ -85,7 +86,10 @@ test('gc drops nothing that is still reserved; --repair rebuilds a corrupt regis
   assert.equal(JSON.parse(await run('ranges', '--json')), []);
 });
 
-test('--size: a number; the forms it refuses', async () => {
+test.run();
+
+const plain = withTempPool(suite('oci-userns alloc --size, ranges table'));
+plain('--size: a number; the forms it refuses', async () => {
   assert.is(await requestedSize(undefined, undefined, B), undefined);
   assert.is(await requestedSize('70000', undefined, B), 70000);
   for (const [size, rootfsArg, pattern] of [
@@ -98,7 +102,7 @@ test('--size: a number; the forms it refuses', async () => {
   }
 });
 
-test('the table lines up columns', () => {
+plain('the table lines up columns', () => {
   const e = (id: string, host: number): RangeEntry => ({ id, uidMappings: [{ containerID: 0, hostID: host, size: B }], gidMappings: [{ containerID: 0, hostID: host, size: B }], since: '2026-01-01T00:00:00.000Z', source: 'external' });
   assert.is(
     formatRangesTable([e('a', B), e('long-name', 10 * B)]),
@@ -110,7 +114,7 @@ test('the table lines up columns', () => {
   );
 });
 
-test.run();
+plain.run();
 
 // Sizing from a rootfs reads its owners, which only root can set.
 const owners = withTempPool(skippedUnless(suite('oci-userns alloc --rootfs'), 'cli-alloc unit (--rootfs)', rootSkipReason()));

@@ -96,13 +96,13 @@ test('64 processes allocating at once: each succeeds or fails cleanly, no overla
 });
 
 test('an allocator killed while it holds the lock: the next allocation proceeds, nothing is lost', async () => {
-  const before = await allocateRange({ stateDir, pool, passwdFile: join(dir, 'passwd'), id: 'before', source: 'cli' });
+  const before = await allocateRange({ stateDir, pool, passwdFile: join(dir, 'passwd'), storageRoots: [], id: 'before', source: 'cli' });
   const holder = start('hold', 'x');
   assert.is(await firstLine(holder), 'held');
   holder.kill('SIGKILL');
   await output(holder);
   const started = performance.now();
-  const after = await allocateRange({ stateDir, pool, passwdFile: join(dir, 'passwd'), id: 'after', source: 'cli', lockTimeoutMs: 2000 });
+  const after = await allocateRange({ stateDir, pool, passwdFile: join(dir, 'passwd'), storageRoots: [], id: 'after', source: 'cli', lockTimeoutMs: 2000 });
   const ms = performance.now() - started;
   assert.ok(ms < 1000, `took ${ms} ms`);
   assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['before', 'after']);

@@ -137,7 +137,7 @@ guarding('refuses an overlap with another live container and changes nothing', a
   await guard('a', 10 * B, { pid: 200 });
   const before = readFileSync(registryPath(stateDir), 'utf8');
   const partly: IdMapping[] = [{ containerID: 0, hostID: 10 * B + B / 2, size: B }];
-  for (const attempt of [() => guard('b', 10 * B), () => guardContainer({ stateDir, procRoot, id: 'b', uidMappings: map(20 * B), gidMappings: partly, source: 'external', overlap: 'refuse' })]) {
+  for (const attempt of [() => guard('b', 10 * B), () => guardContainer({ stateDir, procRoot, storageRoots: [], id: 'b', uidMappings: map(20 * B), gidMappings: partly, source: 'external', overlap: 'refuse' })]) {
     await rejects(attempt(), RefusedError, /^container b: its host ids .* overlap those of a \(uids 0:655360:65536/);
   }
   assert.is(readFileSync(registryPath(stateDir), 'utf8'), before);

@@ -1,7 +1,8 @@
 // The runtime shim (lib/shim, cli/runtime) against a fake runtime first on
 // PATH (test/helpers/fake-runtime.sh) that records its argv, the config.json
 // it was handed and its descriptors 3-9. State, pool and bundles live in a
-// temp dir, so every case runs as any user.
+// temp dir. The cases that allocate also scan the host's containers/storage
+// roots, and say SKIPPED where this user cannot read them.
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { DEFAULTS, type Config } from '../../lib/config/config';
 import { memoryLogger } from '../../lib/log/logger';
 import { readRegistry } from '../../lib/ranges/registry';
 import { runShimCommand } from '../../lib/shim/shim';
+import { skippedUnless, storageSkipReason } from '../helpers/skip';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const baseSpec = JSON.parse(readFileSync(join(fixtures, 'config-runc1.1.5-spec.json'), 'utf8'));
@@ -115,7 +117,7 @@ pass('cli/runtime main: the real runtime\'s exit status through the executable\'
   assert.equal(recorded.argv(), ['state', 'c9']);
 });
 
-const userns = suite('shim with a fake runtime: the containers it gives a user namespace');
+const userns = skippedUnless(suite('shim with a fake runtime: the containers it gives a user namespace'), 'shim unit (allocating cases)', storageSkipReason());
 userns.before.each(setup);
 userns.after.each(teardown);
 userns('create: the argv untouched, config.json given a user namespace from the pool, our hooks, a writable cgroup, one extra fd', async () => {
