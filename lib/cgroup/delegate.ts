@@ -156,15 +156,10 @@ export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateRes
   const changed: string[] = [];
   const handle = await openCgroupDir(dir, containerId);
   try {
-    const stat = await handle.stat();
-    if (stat.uid !== uid || stat.gid !== gid) {
-      await handle.chown(uid, gid).catch((error) => {
-        throw systemError('cannot chown', dir, error, { containerId, hint: CHOWN_HINT });
-      });
-      changed.push(dir);
-    }
     // Names resolved through the open directory: nothing can swap a parent in between.
     const pinned = `/proc/self/fd/${handle.fd}`;
+    // Every file is looked at before anything is chowned, so a refusal changes nothing.
+    const files: string[] = [];
     for (const name of names) {
       const path = join(dir, name);
       let file;
@@ -176,7 +171,17 @@ export async function delegateCgroup(opts: DelegateOptions): Promise<DelegateRes
         throw systemError('cannot stat', path, error, { containerId });
       }
       if (file.isSymbolicLink()) throw new RefusedError(`${path} is a symlink; refusing to delegate through it`, { containerId, path });
-      if (file.uid === uid && file.gid === gid) continue;
+      if (file.uid !== uid || file.gid !== gid) files.push(name);
+    }
+    const stat = await handle.stat();
+    if (stat.uid !== uid || stat.gid !== gid) {
+      await handle.chown(uid, gid).catch((error) => {
+        throw systemError('cannot chown', dir, error, { containerId, hint: CHOWN_HINT });
+      });
+      changed.push(dir);
+    }
+    for (const name of files) {
+      const path = join(dir, name);
       try {
         await fs.lchown(join(pinned, name), uid, gid);
       } catch (error) {

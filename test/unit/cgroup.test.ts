@@ -117,18 +117,18 @@ test('the files come from the kernel list, else the documented minimum', async (
   assert.is(owner(join(dir2, 'cgroup.procs')), `${UID}:${GID}`);
   assert.is(owner(join(dir2, 'memory.oom.group')), '0:0');
 });
-// The directory is given away before its files are looked at: root only.
-test('refuses a listed file that is a symlink, and leaves its target alone', async () => {
+test.run();
+
+const refuses = onFakeHost(suite('delegateCgroup refusals on a fake cgroupfs'));
+refuses('refuses a listed file that is a symlink before changing anything, and leaves its target alone', async () => {
   host('0::/c2\n');
   const dir = cgroupDir('c2', ['cgroup.procs', 'cgroup.subtree_control']);
   writeFileSync(join(root, 'secret'), '');
   symlinkSync(join(root, 'secret'), join(dir, 'cgroup.threads'));
+  const before = [dir, join(dir, 'cgroup.procs'), join(root, 'secret')].map(owner);
   await rejects(delegateCgroup(options()), RefusedError, /cgroup.threads is a symlink/);
-  assert.is(owner(join(root, 'secret')), '0:0');
+  assert.equal([dir, join(dir, 'cgroup.procs'), join(root, 'secret')].map(owner), before);
 });
-test.run();
-
-const refuses = onFakeHost(suite('delegateCgroup refusals on a fake cgroupfs'));
 refuses('refuses container root mapped to host root', async () => {
   host('0::/c1\n');
   cgroupDir('c1');
