@@ -9,7 +9,7 @@
 //   chown-thread.cjs  the shift's walker threads.
 // The cold files are loaded with require() only when used, from the
 // directory of the file that needs them (install.sh keeps them together).
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
@@ -83,8 +83,11 @@ const files = {
   },
 };
 
-// Nothing left from an earlier build: install.sh installs every file of dist/.
-rmSync(dist, { recursive: true, force: true });
+// No bundle left from an earlier build (install.sh installs every file of dist/); the
+// idmap helper that `make -C native` puts beside them stays.
+for (const name of existsSync(dist) ? readdirSync(dist) : []) {
+  if (/\.(cjs|map)$/.test(name)) rmSync(join(dist, name));
+}
 for (const [name, entry] of Object.entries(entries)) {
   const outfile = join(dist, `${name}.cjs`);
   await build({

@@ -97,10 +97,11 @@ export function buildProgram(): Promise<void> {
 export const IDMAP_HELPER = process.env.OCI_USERNS_IDMAP_HELPER ?? join(REPO, 'dist', 'oci-userns-idmap');
 
 let helperBuilt: Promise<void> | undefined;
-/** Builds dist/oci-userns-idmap once per process with make (unless $OCI_USERNS_IDMAP_HELPER names another build). */
+/** Builds dist/oci-userns-idmap once per process with make, after the program's build (unless $OCI_USERNS_IDMAP_HELPER names another build). */
 export function buildIdmapHelper(): Promise<void> {
   helperBuilt ??= (async () => {
     if (process.env.OCI_USERNS_IDMAP_HELPER) return;
+    await buildProgram();
     const result = await execa('make', ['-s', '-C', join(REPO, 'native')], { reject: false, all: true });
     if (result.exitCode !== 0) throw new Error(`make -C native failed: ${result.all}`);
   })();
