@@ -16,8 +16,15 @@ export interface Entry {
   uid: number;
   gid: number;
   mode: number;
-  ino: number;
   nlink: number;
+  /** For a hard link (nlink > 1, not a directory): its inode's identity, "dev:ino" at full precision (xino puts layer bits above 2^53). */
+  link?: string;
+}
+
+/** The identity of the inode at path, from a bigint stat: numbers above 2^53 would alias. */
+export function linkIdentity(path: string): string {
+  const st = fs.lstatSync(fsPath(path), { bigint: true });
+  return `${st.dev}:${st.ino}`;
 }
 
 /** What a thread did with one chunk, and what it leaves to the caller. */
@@ -73,7 +80,13 @@ export function chownVisitor(init: ChownInit, report: (r: ChunkReport) => void):
     const chown = uid !== st.uid || gid !== st.gid;
     const leave = (st.nlink > 1 && type !== 'dir') || special.has(path) || (chown && type !== 'dir' && (st.mode & 0o6000) !== 0);
     if (leave && uid >= 0 && gid >= 0) {
-      chunk.specials.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink });
+      let link: string | undefined;
+      try {
+        link = st.nlink > 1 && type !== 'dir' ? linkIdentity(path) : undefined;
+      } catch (error) {
+        throw walkFailure('cannot stat', path, error);
+      }
+      chunk.specials.push({ path, type, uid: st.uid, gid: st.gid, mode: st.mode, nlink: st.nlink, ...(link ? { link } : {}) });
       return;
     }
     chunk.inodes++;

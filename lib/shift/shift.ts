@@ -6,16 +6,17 @@
 // threads' part, step.ts for one pass over the tree. One shift of a tree at a time: the lock
 // stateDir/shift/KEY.lock.d (lib/sys/lock.ts).
 
-import { lstatSync, mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { lstatSync, mkdirSync, rmSync } from 'node:fs';
 import type { ShiftMode, UnmappedPolicy } from '../config/config';
 import { RefusedError, systemError } from '../errors';
-import { IDENTITY, toHost, type IdMap } from '../oci/idmap';
+import { IDENTITY, sameIdMap, toHost, type IdMap } from '../oci/idmap';
 import { nullLogger, type Logger } from '../log/logger';
 import { runStep, type Progress, type StepTotals } from './step';
-import { planSteps } from './plan';
+import { planSteps, type Step } from './plan';
 import { Journal } from './journal';
 import { readState, writeState } from './record';
-import { alreadyShifted, resolveRootfs, sameOwnership, statePaths, type Ownership, type ShiftState } from './state';
+import { alreadyShifted, pruneStates, resolveRootfs, rootIdentity, sameOwnership, statePaths, type Ownership, type ShiftState } from './state';
 import { acquireLock, type HeldLock } from '../sys/lock';
 
 export type { IdMap } from '../oci/idmap';
@@ -75,7 +76,7 @@ function unmappedError(root: string, totals: StepTotals, containerId?: string): 
   return new RefusedError(`cannot shift ${root}: ${totals.unmappedCount} inode(s) have owners or ACL entries outside the mapping: ${totals.unmappedPaths.join(', ')}${more}`, {
     containerId,
     path: root,
-    hint: 'fix their owners, or set shift.unmapped to "overflow" to give them the overflow id 65534; the other inodes were shifted and a rerun finishes the job',
+    hint: 'the tree was left with the owners it had; fix their owners, give the container a range that maps them, or set shift.unmapped to "overflow" to give them the overflow id 65534',
   });
 }
 
@@ -96,9 +97,56 @@ async function lockTree(paths: { dir: string; lock: string }, options: { lockTim
 
 const identity: Ownership = { uid: IDENTITY, gid: IDENTITY };
 
+/** Whether a step starts from the tree's original ids (then a v3 rootid is not a container user's: step.ts capsRoot). */
+const fromOriginal = (step: Step, original: Ownership) => sameIdMap(step.uid.from, original.uid);
+
 interface MoveOptions extends Omit<ShiftTreeOptions, 'uidMap' | 'gidMap'> {
   /** The target, or undefined for the original ownership (unshift). */
   target?: Ownership;
+}
+
+interface PendingRun {
+  root: string;
+  paths: { journal: string };
+  options: MoveOptions;
+  logger: Logger;
+  result: ShiftTreeResult;
+}
+
+const reverseStep = (step: Step): Step => ({ uid: { from: step.uid.to, to: step.uid.from }, gid: { from: step.gid.to, to: step.gid.from } });
+
+/**
+ * Runs the pending steps of `state` from its index, recording each step
+ * done (seq + index + 1). Returns the step that met inodes outside the
+ * mapping (the steps after it not run), or undefined when all ran.
+ */
+async function runPending(state: ShiftState, run: PendingRun): Promise<{ index: number; totals: StepTotals } | undefined> {
+  const { root, paths, options, result } = run;
+  const pending = state.pending!;
+  for (let index = pending.index; index < pending.steps.length; index++) {
+    const { journal, records } = Journal.resume(paths.journal, index);
+    const totals = await runStep({
+      root,
+      step: pending.steps[index]!,
+      unshifted: fromOriginal(pending.steps[index]!, state.original),
+      unmapped: options.unmapped,
+      journal,
+      replay: records,
+      logger: run.logger,
+      containerId: options.containerId,
+      batchSize: options.batchSize,
+      threads: options.threads,
+      onProgress: options.onProgress,
+    });
+    result.inodes = totals.inodes;
+    // Each step of a two-step move changes the same inodes again: an inode counts once.
+    result.changed = Math.max(result.changed, totals.changed);
+    result.skippedMounts = totals.skippedMounts;
+    journal.remove();
+    if (totals.unmappedCount > 0 && !pending.rollback) return { index, totals };
+    if (index + 1 < pending.steps.length) await writeState(options.stateDir, { ...state, seq: state.seq + index + 1, pending: { ...pending, index: index + 1 } });
+  }
+  return undefined;
 }
 
 async function move(options: MoveOptions): Promise<ShiftTreeResult> {
@@ -112,41 +160,34 @@ async function move(options: MoveOptions): Promise<ShiftTreeResult> {
     const target = options.target ?? state.original;
     if (!state.pending && sameOwnership(state.current, target)) return result;
     if (!state.pending) {
-      state = { ...state, seq: state.seq + 1, pending: { target, steps: planSteps(state.current, target), index: 0 } };
+      // A journal left here belongs to a shift of another tree once at this path (its record did not hold).
+      for (const file of [paths.journal, `${paths.journal}.verify`]) rmSync(file, { force: true });
+      const tree = { id: state.tree?.id ?? randomUUID(), ...rootIdentity(root) };
+      state = { ...state, tree, seq: state.seq + 1, pending: { target, steps: planSteps(state.current, target), index: 0 } };
       await writeState(options.stateDir, state);
       logger.info('shift: started', { rootfs: root, containerId: options.containerId, steps: state.pending!.steps.length });
     } else {
       logger.info('shift: finishing a shift that did not complete', { rootfs: root, containerId: options.containerId, step: state.pending.index });
     }
-    const pending = state.pending!;
-    for (let index = pending.index; index < pending.steps.length; index++) {
-      const { journal, records } = Journal.resume(paths.journal, index);
-      const totals = await runStep({
-        root,
-        step: pending.steps[index]!,
-        unmapped: options.unmapped,
-        journal,
-        replay: records,
-        logger,
-        containerId: options.containerId,
-        batchSize: options.batchSize,
-        threads: options.threads,
-        onProgress: options.onProgress,
-      });
-      result.inodes = totals.inodes;
-      result.changed += totals.changed;
-      result.skippedMounts = totals.skippedMounts;
-      if (totals.unmappedCount > 0) {
-        journal.close();
-        throw unmappedError(root, totals, options.containerId);
-      }
-      state = { ...state, seq: state.seq + 1, pending: { ...pending, index: index + 1 } };
-      if (index + 1 < pending.steps.length) await writeState(options.stateDir, state);
-      journal.remove();
+    const run = { root, paths, options, logger, result };
+    const failed = await runPending(state, run);
+    if (failed) {
+      // Nothing half done: the inodes already moved go back, so the tree keeps the owners it had (the caller releases the range).
+      const pending = state.pending!;
+      const back = pending.steps.slice(0, failed.index + 1).reverse().map(reverseStep);
+      state = { ...state, seq: state.seq + pending.steps.length + 1, pending: { target: state.current, steps: back, index: 0, rollback: true } };
+      await writeState(options.stateDir, state);
+      logger.info('shift: refused; moving back the inodes already moved', { rootfs: root, containerId: options.containerId, unmapped: failed.totals.unmappedCount });
+      await runPending(state, { ...run, result: { ...result } });
+      await writeState(options.stateDir, { ...state, seq: state.seq + 2, pending: undefined });
+      throw unmappedError(root, failed.totals, options.containerId);
     }
-    state = { version: 1, seq: state.seq + 1, rootfs: root, original: state.original, previous: state.current, current: pending.target, inodes: result.inodes };
+    const pending = state.pending!;
+    state = { version: 1, seq: state.seq + pending.steps.length + 1, rootfs: root, ...(state.tree ? { tree: state.tree } : {}), original: state.original, previous: state.current, current: pending.target, inodes: result.inodes };
     await writeState(options.stateDir, state);
     logger.info('shift: done', { rootfs: root, containerId: options.containerId, inodes: result.inodes, changed: result.changed });
+    const pruned = pruneStates(options.stateDir);
+    if (pruned.length > 0) logger.info('shift: dropped the records of trees deleted or replaced', { rootfs: pruned });
     result.shifted = true;
     return result;
   } finally {
@@ -185,7 +226,7 @@ export async function dryRunShift(options: Omit<ShiftTreeOptions, 'onProgress'> 
   const target = options.target ?? { uid: options.uidMap, gid: options.gidMap };
   const steps = state?.pending ? state.pending.steps.slice(state.pending.index) : sameOwnership(from, target) ? [] : planSteps(from, target);
   const totals: StepTotals = { inodes: 0, changed: 0, unmappedCount: 0, unmappedPaths: [], skippedMounts: [] };
-  for (const step of steps.slice(0, 1)) Object.assign(totals, await runStep({ root, step, unmapped: options.unmapped, replay: new Map(), logger: options.logger ?? nullLogger, dryRun: true, batchSize: options.batchSize, threads: options.threads }));
+  for (const step of steps.slice(0, 1)) Object.assign(totals, await runStep({ root, step, unshifted: fromOriginal(step, state?.original ?? identity), unmapped: options.unmapped, replay: new Map(), logger: options.logger ?? nullLogger, dryRun: true, batchSize: options.batchSize, threads: options.threads }));
   return { inodes: totals.inodes, changed: totals.changed, unmapped: totals.unmappedCount, unmappedPaths: totals.unmappedPaths, skippedMounts: totals.skippedMounts, from: state?.current ?? identity, pending: Boolean(state?.pending) };
 }
 
@@ -224,7 +265,7 @@ async function verifyTree(options: ShiftTreeOptions & { from: Ownership }): Prom
     const steps = planSteps(options.from, { uid: options.uidMap, gid: options.gidMap });
     if (steps.length !== 1) throw new RefusedError(`cannot verify ${root}: its previous and current ranges overlap, so owners are ambiguous`, { path: root, containerId: options.containerId, hint: 'set shift.mode to auto' });
     const { journal, records } = Journal.resume(`${paths.journal}.verify`, 0);
-    const totals = await runStep({ root, step: steps[0]!, unmapped: options.unmapped, journal, replay: records, logger: options.logger ?? nullLogger, containerId: options.containerId, onProgress: options.onProgress });
+    const totals = await runStep({ root, step: steps[0]!, unshifted: fromOriginal(steps[0]!, identity), unmapped: options.unmapped, journal, replay: records, logger: options.logger ?? nullLogger, containerId: options.containerId, onProgress: options.onProgress });
     if (totals.unmappedCount > 0) {
       journal.close();
       throw unmappedError(root, totals, options.containerId);

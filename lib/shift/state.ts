@@ -5,7 +5,7 @@
 // a separate file of the build) and from the rootfs marker (marker.ts,
 // which spawns getfattr) so that answering it loads neither.
 
-import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
@@ -17,8 +17,24 @@ export interface Ownership {
   gid: IdMap;
 }
 
+/**
+ * Which tree a record belongs to. `id` is random, written to the state file
+ * and to the marker on the tree (marker.ts) alike: a tree deleted and
+ * unpacked again at the same path carries no marker, or another id, so the
+ * file no longer describes it. `ino` and `birthNs` (the root directory's
+ * inode number and birth time, decimal, at full precision) let a pass over
+ * the state files tell a replaced tree without reading markers.
+ */
+export interface TreeIdentity {
+  id: string;
+  ino: string;
+  birthNs: string;
+}
+
 export interface ShiftState {
   version: 1;
+  /** Absent in records written before trees were identified. */
+  tree?: TreeIdentity;
   /** Grows with every write; the higher of file and xattr wins. */
   seq: number;
   rootfs: string;
@@ -31,7 +47,13 @@ export interface ShiftState {
   /** Inodes the last pass saw: the progress display's estimate of the next one. */
   inodes?: number;
   /** A shift that started and has not finished: its steps and the one running. */
-  pending?: { target: Ownership; steps: Step[]; index: number };
+  pending?: {
+    target: Ownership;
+    steps: Step[];
+    index: number;
+    /** Moving back after a refusal: inodes outside the mapping were never moved, and are no error. */
+    rollback?: boolean;
+  };
 }
 
 /**
@@ -97,6 +119,76 @@ export function writeStateFile(stateDir: string, state: ShiftState): void {
 
 export function sameOwnership(a: Ownership, b: Ownership): boolean {
   return sameIdMap(a.uid, b.uid) && sameIdMap(a.gid, b.gid);
+}
+
+/** The root directory's inode number and birth time at full precision (bigint stat; 0 where the filesystem keeps no birth time). */
+export function rootIdentity(root: string): Pick<TreeIdentity, 'ino' | 'birthNs'> {
+  const st = lstatSync(root, { bigint: true });
+  return { ino: st.ino.toString(), birthNs: st.birthtimeNs.toString() };
+}
+
+/**
+ * Whether the owner of the root directory is what the record says the
+ * tree has: the current mapping's root, or while a shift is pending, the
+ * root of any mapping a step moves from or to (the root is chowned last in
+ * each step). A side whose mapping does not map container root is not
+ * checked. A tree unpacked again over a shifted one is owned by host root
+ * again: its record no longer holds.
+ */
+export function ownerFits(state: ShiftState, owner: { uid: number; gid: number }): boolean {
+  const candidates = [state.current, ...(state.pending?.steps ?? []).flatMap((s) => [{ uid: s.uid.from, gid: s.gid.from }, { uid: s.uid.to, gid: s.gid.to }])];
+  const fits = (map: IdMap, id: number) => {
+    const root = toHost(map, 0);
+    return root === undefined || root === id;
+  };
+  return candidates.some((o) => fits(o.uid, owner.uid) && fits(o.gid, owner.gid));
+}
+
+/**
+ * Removes the state files (record and journals) of trees that are gone or
+ * were replaced (another root inode or birth time, or a root owner the
+ * record does not allow), so that stateDir/shift does not fill with
+ * records of deleted trees. Records of pending shifts of trees still
+ * there, and files that do not parse, are left alone. Returns the rootfs
+ * paths pruned.
+ */
+export function pruneStates(stateDir: string): string[] {
+  const dir = join(stateDir, 'shift');
+  const pruned: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return pruned;
+    throw systemError('cannot list', dir, error);
+  }
+  for (const name of names.filter((n) => n.endsWith('.json'))) {
+    let state: ShiftState;
+    try {
+      state = parseState(readFileSync(join(dir, name), 'utf8'), name);
+    } catch {
+      continue;
+    }
+    if (!treeReplaced(state)) continue;
+    const key = name.slice(0, -'.json'.length);
+    for (const file of [`${key}.json`, `${key}.journal`, `${key}.journal.verify`]) rmSync(join(dir, file), { force: true });
+    pruned.push(state.rootfs);
+  }
+  return pruned;
+}
+
+function treeReplaced(state: ShiftState): boolean {
+  let st;
+  try {
+    st = lstatSync(state.rootfs, { bigint: true });
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return true;
+    throw systemError('cannot stat', state.rootfs, error);
+  }
+  if (!st.isDirectory()) return true;
+  if (state.pending) return false;
+  if (state.tree && (state.tree.ino !== st.ino.toString() || state.tree.birthNs !== st.birthtimeNs.toString())) return true;
+  return !ownerFits(state, { uid: Number(st.uid), gid: Number(st.gid) });
 }
 
 /** The rootfs's real path; it must be an existing directory. */

@@ -48,6 +48,8 @@ export interface StepContext {
   onProgress?: (p: Progress) => void;
   /** Count only; touch nothing. */
   dryRun?: boolean;
+  /** The step starts from the tree's own, unshifted ids (decides file capabilities' rootid: capsRoot). */
+  unshifted: boolean;
 }
 
 export interface StepTotals {
@@ -58,10 +60,21 @@ export interface StepTotals {
   skippedMounts: string[];
 }
 
-/** Caps belonged to container root of the old mapping (v2) or to the container user of rootid (v3); they now belong to that user's new host id. */
-function capsRoot(uid: SideRule): (oldRootid: number | undefined) => number | undefined {
+/**
+ * Whom the capabilities of a file belong to after the step, as the host
+ * uid of the root of the user namespace they apply in (the kernel applies
+ * a v3 capability only in a namespace whose root is rootid, or below it:
+ * security/commoncap.c, rootid_owns_currentns). A tree not shifted yet
+ * (its ids are the image's own) has no user namespaces: a v3 rootid there
+ * names a namespace of the machine that built the image (container root of
+ * a rootless build), so its caps go to container root, as v2 caps do.
+ * In a shifted tree, rootid is the host id of a container user (container
+ * root, or the root of a namespace nested in the container): it stays that
+ * container user in the new range. See README, "File capabilities".
+ */
+export function capsRoot(uid: Pick<SideRule, 'source' | 'target'>, unshifted: boolean): (oldRootid: number | undefined) => number | undefined {
   return (oldRootid) => {
-    const container = oldRootid === undefined ? 0 : uid.source(oldRootid);
+    const container = oldRootid === undefined || unshifted ? 0 : uid.source(oldRootid);
     return container === undefined ? undefined : uid.target(container);
   };
 }
@@ -105,7 +118,7 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
         const record: JournalRecord = { path: entry.path };
         const cap = attrs?.get(CAP);
         if (cap) {
-          const next = shiftFileCaps(cap, capsRoot(rules.uid));
+          const next = shiftFileCaps(cap, capsRoot(rules.uid, ctx.unshifted));
           if (next === undefined) unmappedAt(entry.path);
           else {
             record.cap = cap.toString('hex');
@@ -121,7 +134,7 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
     } else if (replay) {
       // A killed run chowned this inode after journaling what the chown destroyed; put it back.
       if (replay.cap !== undefined && !attrs?.has(CAP)) {
-        const next = shiftFileCaps(Buffer.from(replay.cap, 'hex'), capsRoot(rules.uid));
+        const next = shiftFileCaps(Buffer.from(replay.cap, 'hex'), capsRoot(rules.uid, ctx.unshifted));
         if (next) write.set(CAP, next);
       }
       if (replay.mode !== undefined && (entry.mode & 0o7777) !== replay.mode) chmods.push([entry.path, replay.mode]);
@@ -157,6 +170,29 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
 }
 
 /**
+ * The other names of hard links already applied, stated again now: a name
+ * whose inode was the one changed shows its new owner and is done; a name
+ * still owned per the source is an inode of its own. On overlayfs without
+ * index, changing the first name copied it up as a new inode, which keeps
+ * the inode number the other names still show.
+ */
+function stillPending(names: Entry[], rules: { uid: SideRule; gid: SideRule }, containerId?: string): Entry[] {
+  const out: Entry[] = [];
+  for (const e of names) {
+    let st;
+    try {
+      st = lstatSync(fsPath(e.path));
+    } catch (error) {
+      throw systemError('cannot stat', displayPath(e.path), error, { containerId });
+    }
+    const uid = rules.uid.map(st.uid);
+    const gid = rules.gid.map(st.gid);
+    if (uid !== undefined && gid !== undefined && (uid !== st.uid || gid !== st.gid)) out.push({ ...e, uid: st.uid, gid: st.gid, mode: st.mode, nlink: st.nlink });
+  }
+  return out;
+}
+
+/**
  * One pass over the tree: one getfattr -R lists the inodes with ACLs or
  * capabilities (before any chown, which destroys capabilities) while the
  * walker thread boots; then it and this thread chown ordinary inodes, and
@@ -167,11 +203,11 @@ async function applyBatch(ctx: StepContext, rules: { uid: SideRule; gid: SideRul
 export async function runStep(ctx: StepContext): Promise<StepTotals> {
   const rules = { uid: sideRule(ctx.step.uid.from, ctx.step.uid.to, ctx.unmapped), gid: sideRule(ctx.step.gid.from, ctx.step.gid.to, ctx.unmapped) };
   const totals: StepTotals = { inodes: 0, changed: 0, unmappedCount: 0, unmappedPaths: [], skippedMounts: [] };
-  const linked = new Set<number>();
+  const linked = new Set<string>();
   const firstLink = (e: Entry) => {
-    if (e.type === 'dir' || e.nlink < 2) return true;
-    if (linked.has(e.ino)) return false;
-    linked.add(e.ino);
+    if (e.link === undefined) return true;
+    if (linked.has(e.link)) return false;
+    linked.add(e.link);
     return true;
   };
   const progress = () => ctx.onProgress?.({ inodes: totals.inodes, changed: totals.changed });
@@ -202,16 +238,21 @@ export async function runStep(ctx: StepContext): Promise<StepTotals> {
         for (const path of report.unmappedPaths) if (totals.unmappedPaths.length < MAX_NAMED) totals.unmappedPaths.push(displayPath(path));
         // Threads meet the links of an inode in any order: the one a killed run journalled must be applied even when another came first.
         const specials: Entry[] = [];
+        const others: Entry[] = [];
         let repeats = 0;
         for (const e of report.specials) {
           if (firstLink(e)) specials.push(e);
           else if (ctx.replay.has(e.path)) {
             specials.push(e);
             repeats++;
-          }
+          } else others.push(e);
         }
         if (specials.length > 0) await applyBatch(ctx, rules, specials, attrs, totals);
         totals.inodes -= repeats;
+        if (!ctx.dryRun && others.length > 0) {
+          const apart = stillPending(others, rules, ctx.containerId);
+          if (apart.length > 0) await applyBatch(ctx, rules, apart, attrs, totals);
+        }
         progress();
       },
     });
@@ -219,7 +260,7 @@ export async function runStep(ctx: StepContext): Promise<StepTotals> {
     await pool.close();
   }
   const st = lstatSync(ctx.root);
-  const rootEntry: Entry = { path: ctx.root, type: 'dir', uid: st.uid, gid: st.gid, mode: st.mode, ino: st.ino, nlink: st.nlink };
+  const rootEntry: Entry = { path: ctx.root, type: 'dir', uid: st.uid, gid: st.gid, mode: st.mode, nlink: st.nlink };
   await applyBatch(ctx, rules, [rootEntry], attrs, totals);
   progress();
   return totals;

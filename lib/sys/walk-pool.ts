@@ -5,7 +5,6 @@
 // serveThread with the same factory) also serves; visitors send their
 // reports back to the caller, which handles them one at a time.
 
-import fs from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parentPort, Worker } from 'node:worker_threads';
@@ -14,7 +13,6 @@ import { dirReader, isFailure, walkError, walkFailure, type TreeVisitor, type Wa
 /** What the walk hands every thread's visitor factory. */
 export interface ThreadInit<I> {
   root: string;
-  dev: number;
   mountPoints: string[];
   init: I;
 }
@@ -27,7 +25,7 @@ export type ThreadMessage<R> = { kind: 'report'; report: R } | { kind: 'done'; s
 /** One thread's task: reads directories, then posts their subdirectories (or the failure). */
 export function threadTask<I, R>(data: ThreadInit<I>, factory: VisitorFactory<I, R>, post: (m: ThreadMessage<R>) => void): (dirs: string[]) => void {
   const visitor = factory(data.init, (report) => post({ kind: 'report', report }));
-  const read = dirReader({ dev: data.dev, mountPoints: data.mountPoints, visitor });
+  const read = dirReader({ mountPoints: data.mountPoints, visitor });
   return (dirs) => {
     try {
       const subdirs = read(dirs);
@@ -124,7 +122,7 @@ export class WalkerPool<I, R> {
 
   /** Walks everything below root. Directories go to idle runners from a shared queue, depth first. */
   walk(options: PoolWalkOptions<I, R>): Promise<void> {
-    const data: ThreadInit<I> = { root: options.root, dev: fs.lstatSync(options.root).dev, mountPoints: [...options.mountPoints], init: options.init };
+    const data: ThreadInit<I> = { root: options.root, mountPoints: [...options.mountPoints], init: options.init };
     return new Promise((resolve, reject) => {
       const queue = [options.root];
       const idle: Runner[] = [];

@@ -1,8 +1,11 @@
 // The one tree walker of oci-userns: visits every inode below a root
-// without following symlinks or leaving its filesystem (a mount point, or a
-// device number other than the root's, is reported and not entered), with
-// names as bytes (path keys, lib/sys/path-key.ts), so a name that is not
-// UTF-8 is visited like any other. What to do with each inode is the
+// without following symlinks or entering a mount (a mount point is what
+// /proc/self/mountinfo lists: reported and not entered). Device numbers do
+// not tell mounts: overlayfs with xino off reports a lower layer's device
+// for files not yet copied up, and a btrfs subvolume has a device of its
+// own without being a mount. Names are walked as bytes (path keys,
+// lib/sys/path-key.ts), so a name that is not UTF-8 is visited like any
+// other. What to do with each inode is the
 // caller's visitor. Memory holds the directories still to read, never the
 // list of all paths.
 //
@@ -20,7 +23,7 @@ export type EntryType = 'dir' | 'file' | 'symlink' | 'other';
 export interface TreeVisitor {
   /** Every inode below the root, parents before children (the root itself is not visited). */
   visit(path: string, st: Stats, type: EntryType): void;
-  /** A mount point, or an inode of another filesystem, met and not entered. */
+  /** A mount point met and not entered. */
   skip(path: string): void;
   /** After each batch of directories (a thread's task): send what is pending. */
   end?(): void;
@@ -79,9 +82,7 @@ function statOf(path: string): Stats {
 }
 
 export interface ReaderOptions {
-  /** Device number of the root: inodes of another device are skipped. */
-  dev: number;
-  /** Mount points below the root (keys): skipped. */
+  /** Mount points below the root (keys, from mountPointsBelow): skipped. */
   mountPoints: Iterable<string>;
   visitor: TreeVisitor;
 }
@@ -103,11 +104,11 @@ export function dirReader(options: ReaderOptions): (dirs: readonly string[]) => 
         throw walkFailure('cannot read directory', dir, error);
       }
       for (const path of paths) {
-        const st = statOf(path);
-        if (st.dev !== options.dev || mounts.has(path)) {
+        if (mounts.has(path)) {
           visitor.skip(path);
           continue;
         }
+        const st = statOf(path);
         const type = entryType(st);
         if (type === 'dir') subdirs.push(path);
         visitor.visit(path, st, type);
@@ -120,7 +121,7 @@ export function dirReader(options: ReaderOptions): (dirs: readonly string[]) => 
 /** Walks everything below root in the calling thread, depth first. Throws a SystemError naming the path that failed. */
 export function walkTree(root: string, visitor: TreeVisitor, mountPoints: Iterable<string> = mountPointsBelow(root)): void {
   try {
-    const read = dirReader({ dev: statOf(root).dev, mountPoints, visitor });
+    const read = dirReader({ mountPoints, visitor });
     const pending = [root];
     while (pending.length > 0) pending.push(...read([pending.pop()!]));
     visitor.end?.();

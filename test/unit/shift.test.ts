@@ -25,14 +25,15 @@ unmapped.before.each(() => {
 });
 unmapped.after.each(() => rmSync(work, { recursive: true, force: true }));
 
-unmapped('are an error naming at most 10 paths; the rest is shifted and the shift stays pending', async () => {
+unmapped('are an error naming at most 10 paths; nothing is left half done (the tree keeps its owners, no shift pending)', async () => {
   const rootfs = join(work, 'rootfs');
   const stateDir = join(work, 'state');
   const { message } = await rejects(shiftTree({ rootfs, uidMap: R, gidMap: R, unmapped: 'error', stateDir }), RefusedError, '12 inode(s)');
   assert.match(message, 'and 2 more');
   assert.is(message.split(rootfs + '/far').length - 1, 10);
-  assert.is(lstatSync(join(rootfs, 'near')).uid, 100000);
-  assert.ok(readStateFast(stateDir, rootfs)?.pending, 'pending, so a rerun finishes');
+  assert.is(lstatSync(join(rootfs, 'near')).uid, 0, 'moved back');
+  assert.is(`${lstatSync(rootfs).uid}:${lstatSync(rootfs).gid}`, '0:0', 'the rootfs directory keeps its owner, so alloc --size auto can size the tree again');
+  assert.not.ok(readStateFast(stateDir, rootfs)?.pending, 'no shift pending');
   const result = await ensureShifted({ rootfs, uidMap: R, gidMap: R, mode: 'auto', unmapped: 'overflow', stateDir });
   assert.is(result.action, 'shifted');
   assert.is(lstatSync(join(rootfs, 'far03')).uid, 165534);
