@@ -5,9 +5,10 @@
 import { resolve as absolute } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../lib/errors';
-import { formatIdMap, parseIdMap, type IdMap } from '../lib/oci/idmap';
+import { formatIdMap, IDENTITY, parseIdMap, type IdMap } from '../lib/oci/idmap';
 import { dryRunShift, shiftTree, unshiftTree, type Progress } from '../lib/shift/shift';
-import { readStateFast } from '../lib/shift/state';
+import { refuseRootfsInUseNow } from '../lib/ranges/rootfs-users';
+import { readStateFast, resolveRootfs } from '../lib/shift/state';
 import { loadConfig, openLogger, print, printJson, type GlobalArgs } from './context';
 
 interface ShiftArgs extends GlobalArgs {
@@ -85,6 +86,7 @@ const shift: CommandModule<GlobalArgs, ShiftArgs> = {
       else print(`${rootfs}: ${result.changed} of ${result.inodes} inodes would change owner (from ${formatIdMap(result.from.uid)} to ${formatIdMap(target.uid)})${result.unmapped ? `; ${result.unmapped} have ids outside the mapping: ${result.unmappedPaths.join(', ')}` : ''}`);
       return;
     }
+    await refuseRootfsInUseNow(config.stateDir, { rootfs: resolveRootfs(absolute(rootfs)), uidMappings: target.uid, gidMappings: target.gid });
     const progress = progressLine(readStateFast(config.stateDir, absolute(rootfs))?.inodes);
     const started = performance.now();
     try {
@@ -104,6 +106,7 @@ const unshift: CommandModule<GlobalArgs, UnshiftArgs> = {
     const config = await loadConfig(args);
     const logger = await openLogger(config, { command: 'unshift' });
     const rootfs = absolute(args.rootfs);
+    await refuseRootfsInUseNow(config.stateDir, { rootfs: resolveRootfs(rootfs), uidMappings: IDENTITY, gidMappings: IDENTITY });
     const progress = progressLine(readStateFast(config.stateDir, rootfs)?.inodes);
     const started = performance.now();
     try {

@@ -117,6 +117,7 @@ export async function actOnPlan(plan: HookPlan, opts: ActOptions): Promise<HookR
     source: range.source,
     pid: plan.pid,
     overlap: range.overlap,
+    ...(range.rootfs !== undefined ? { rootfs: range.rootfs } : {}),
     logger,
     procRoot,
   });

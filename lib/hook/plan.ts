@@ -56,6 +56,8 @@ export interface GuardStep {
   uidMappings: IdMapping[];
   gidMappings: IdMapping[];
   overlap: OverlapPolicy;
+  /** The rootfs's real path, recorded with the range: refused while another live container uses it with other ids. */
+  rootfs?: string;
 }
 
 /** Shifting the rootfs's owners into the range with the chown engine (lib/shift); `idmapRefused` says why auto did not idmap. */
@@ -186,7 +188,7 @@ export function planHook(input: PlanInput): HookPlan {
     kind: 'setup',
     containerId,
     pid: applies.pid,
-    range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap },
+    range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap, ...(facts.rootfs ? { rootfs: facts.rootfs.path } : {}) },
     rootfs: rootfsStep(input.config, facts, applies.pid, containerId),
     cgroup,
     warnings,

@@ -24,6 +24,7 @@ import { isRunning, processStart } from '../sys/process-identity';
 import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
 import type { RangesInUse } from './allocator';
 import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
+import { refuseRootfsInUse } from './rootfs-users';
 import { readPool } from './subid';
 import { readForeignRangesInUse, readProcessMaps, userNamespaceInode } from './userns-scan';
 
@@ -71,6 +72,8 @@ export interface GuardOptions extends Common {
   /** The container's init process, recorded so that `gc` and later guards can tell it is gone. */
   pid?: number;
   runtimeRoot?: string;
+  /** Real path of the rootfs: recorded, and refused while another live container uses it with other ids. */
+  rootfs?: string;
   overlap: OverlapPolicy;
 }
 
@@ -99,6 +102,7 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const pidStart = opts.pid === undefined ? undefined : await processStart(opts.pid, procRoot);
   const ownNamespace = opts.pid === undefined ? undefined : userNamespaceInode(opts.pid, procRoot);
   return updateRegistry(opts, async (entries) => {
+    if (opts.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: opts.rootfs, uidMappings, gidMappings, procRoot });
     const existing = entries.find((e) => e.id === id);
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
     const { live, gone } = await partitionLive(
@@ -130,6 +134,7 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.pid !== undefined ? { pid: opts.pid, pidStart } : {}),
       ...(opts.runtimeRoot !== undefined ? { runtimeRoot: opts.runtimeRoot } : {}),
+      ...(opts.rootfs !== undefined ? { rootfs: opts.rootfs } : {}),
       ...(joined ? { joined: joined.joined ?? joined.id } : {}),
     };
     if (entry.pidStart === undefined) delete entry.pidStart;
@@ -163,6 +168,8 @@ export interface AllocateOptions extends Common {
   source: 'shim' | 'cli';
   /** Maps the pool user between name and uid; default /etc/passwd. */
   passwdFile?: string;
+  /** Real path of the rootfs the range is for: recorded, and refused while another live container uses it with other ids. */
+  rootfs?: string;
 }
 
 /** Allocates a free block from the pool; for an id that has a range already, returns that range. */
@@ -182,6 +189,7 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
           hint: `release it first: oci-userns release ${id}`,
         });
       }
+      if (opts.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: opts.rootfs, uidMappings: existing.uidMappings, gidMappings: existing.gidMappings, procRoot: opts.procRoot });
       return { entries, result: existing };
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
@@ -195,7 +203,9 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
       gidMappings: choice.gidMappings,
       since: new Date().toISOString(),
       source: opts.source,
+      ...(opts.rootfs !== undefined ? { rootfs: opts.rootfs } : {}),
     };
+    if (opts.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: opts.rootfs, procRoot: opts.procRoot });
     logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, {
       containerId: id,
       preferred: choice.preferred,

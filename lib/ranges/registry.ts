@@ -37,6 +37,8 @@ export interface RangeEntry {
   pidStart?: number;
   /** The runtime's state directory, when known. */
   runtimeRoot?: string;
+  /** Real path of the container's rootfs, when the hook or the shim knew it (lib/ranges/rootfs-users.ts). */
+  rootfs?: string;
   /** The registered container whose user namespace this one joined by path (runtime-spec linux.namespaces path): it shares that range. */
   joined?: string;
 }
@@ -104,6 +106,7 @@ function parseEntry(value: unknown, index: number, path: string): RangeEntry {
   optional('name', 'string');
   optional('runtimeRoot', 'string');
   optional('joined', 'string');
+  optional('rootfs', 'string');
   optional('pid', 'number');
   optional('pidStart', 'number');
   for (const key of ['uidMappings', 'gidMappings']) {

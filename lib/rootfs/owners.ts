@@ -39,3 +39,16 @@ export async function highestIds(rootfs: string): Promise<RootfsIds> {
   });
   return result;
 }
+
+/**
+ * Ids a container needs to map the owners of an unshifted tree (owned by
+ * 0:0 at its top): the highest owner + 1, or undefined when the tree looks
+ * shifted already (its owners are then host ids, not the image's). Walks
+ * the tree only in that first case.
+ */
+export async function idsForTree(rootfs: string): Promise<number | undefined> {
+  const top = lstatSync(rootfs);
+  if (top.uid !== 0 || top.gid !== 0) return undefined;
+  const ids = await highestIds(rootfs);
+  return Math.max(ids.highestUid, ids.highestGid) + 1;
+}

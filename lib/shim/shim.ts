@@ -17,6 +17,8 @@ import { applyModifiers, systemdModifiers, userNamespaceModifiers, type OurHooks
 import { rootfsPath, type Spec } from '../oci/spec';
 import { toHost } from '../oci/idmap';
 import { openPathToRootfs } from '../rootfs/access';
+import { idsForTree } from '../rootfs/owners';
+import { resolveRootfs } from '../shift/state';
 import { replaceFileAtomic } from '../sys/atomic-file';
 import { resolveRuntime, runRuntime } from './runtime-exec';
 import { killArgv } from './stop-signal';
@@ -110,10 +112,15 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promi
       hint: 'write options with values as --option=value, or set io.oci-userns.userns=off for this container',
     });
   }
-  const entry = await allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requestedRange(spec, config.pool.blockSize), source: 'shim', logger, procRoot: opts.procRoot });
+  const specRootfs = rootfsPath(spec, args.bundle!);
+  const rootfs = specRootfs === undefined ? undefined : resolveRootfs(specRootfs, id);
+  const requested = requestedRange(spec, config.pool.blockSize);
+  // Sized from the tree as `alloc --size auto` does: one block would leave owners past it unmapped.
+  const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs) : undefined;
+  const size = Math.max(requested.size ?? 0, treeIds !== undefined && treeIds > config.pool.blockSize ? treeIds : 0) || undefined;
+  const entry = await allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requested, ...(size !== undefined ? { size } : {}), ...(rootfs !== undefined ? { rootfs } : {}), source: 'shim', logger, procRoot: opts.procRoot });
   // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
-    const rootfs = rootfsPath(spec, args.bundle!);
     if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
     const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
     const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, hooks, systemd: verdict.systemd }));

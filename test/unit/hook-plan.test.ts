@@ -72,7 +72,7 @@ setup('podman --userns=auto systemd container: guard its range, shift the rootfs
     kind: 'setup',
     containerId: s.id,
     pid: 14191,
-    range: { kind: 'guard', source: 'external', uidMappings: podmanMap, gidMappings: podmanMap, overlap: 'refuse' },
+    range: { kind: 'guard', source: 'external', uidMappings: podmanMap, gidMappings: podmanMap, overlap: 'refuse', rootfs: '/merged' },
     rootfs: { kind: 'shift', path: '/merged', mode: 'auto', unmapped: 'error' },
     cgroup: { kind: 'delegate', pid: 14191, uid: 1000000, gid: 1000000 },
     warnings: [],

@@ -1,0 +1,48 @@
+// Which live containers use a rootfs: the registry records each
+// container's rootfs (its real path) when the hook guards it or the shim
+// allocates for it. A tree shifted to other ids under a running container
+// shows that container every file as 65534 (issue 14, item 3), so the hook,
+// the shim and `oci-userns shift` refuse before changing anything.
+
+import { RefusedError } from '../errors';
+import { formatIdMap, isIdentity, sameIdMap, type IdMap } from '../oci/idmap';
+import { isRunning } from '../sys/process-identity';
+import { checkStateDir, readRegistry, type RangeEntry } from './registry';
+
+export interface RootfsUse {
+  /** The container about to use the tree (its own entry is no conflict); none for `oci-userns shift`. */
+  id?: string;
+  /** Real path of the rootfs. */
+  rootfs: string;
+  /** The ids the tree is about to get; the identity for an unshift. */
+  uidMappings: IdMap;
+  gidMappings: IdMap;
+  procRoot?: string;
+}
+
+/**
+ * Refuses (RefusedError, exit 5) when another live container (lib/ranges/ranges.ts
+ * liveness: its recorded process runs, or it has none yet) uses the rootfs
+ * with other ids. Changes nothing.
+ */
+export async function refuseRootfsInUse(entries: readonly RangeEntry[], use: RootfsUse): Promise<void> {
+  const users: RangeEntry[] = [];
+  for (const e of entries) {
+    if (e.id === use.id || e.rootfs !== use.rootfs) continue;
+    if (sameIdMap(e.uidMappings, use.uidMappings) && sameIdMap(e.gidMappings, use.gidMappings)) continue;
+    if (e.pid === undefined || (await isRunning(e.pid, e.pidStart, use.procRoot))) users.push(e);
+  }
+  if (users.length === 0) return;
+  const ids = isIdentity(use.uidMappings) ? 'its original owners' : `uids ${formatIdMap(use.uidMappings)}`;
+  throw new RefusedError(`rootfs ${use.rootfs} is in use by container ${users.map((e) => `${e.id} (uids ${formatIdMap(e.uidMappings)})`).join(', ')}: shifting it to ${ids}${use.id ? ` for container ${use.id}` : ''} would take its files from under it`, {
+    ...(use.id ? { containerId: use.id } : {}),
+    path: use.rootfs,
+    hint: 'stop that container first, give this one the same ids, or give it a copy of the rootfs',
+  });
+}
+
+/** refuseRootfsInUse against the registry as it is on disk (no lock: for `oci-userns shift`, which takes the tree's lock). */
+export async function refuseRootfsInUseNow(stateDir: string, use: RootfsUse): Promise<void> {
+  if (!(await checkStateDir(stateDir, false))) return;
+  await refuseRootfsInUse(await readRegistry(stateDir), use);
+}
