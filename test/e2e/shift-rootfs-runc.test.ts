@@ -95,7 +95,7 @@ if (skip) {
     const s = spec(rootfs, config.path, ['/bin/sh', '-c', '/bin/ping -c 1 -W 2 127.0.0.1 >/dev/null && echo CAP-WORKS; ln -s ping-nocap /tmp/ping && /tmp/ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 || echo WITHOUT-FAILS'], X);
     s.process!.user = { uid: 1000, gid: 1000 };
     s.process!.noNewPrivileges = false;
-    const bounding = [...(s.process!.capabilities!.bounding ?? []), 'CAP_NET_RAW'];
+    const bounding = [...((s.process!.capabilities as { bounding?: string[] }).bounding ?? []), 'CAP_NET_RAW'];
     s.process!.capabilities = { bounding, effective: [], permitted: [], inheritable: [], ambient: [] };
     const result = await runc!.run(uniqueId('caps'), writeBundle(work!.path('caps', 'bundle'), s));
     assert.is(result.exitCode, 0, `${result.all}\n${log(config.logFile)}`);
