@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BUSYBOX, buildProgram, buildSpec, busyboxRootfs, programHook, Runtime, Session, skipLoudly, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
+import { BUSYBOX, buildProgram, buildSpec, busyboxRootfs, programHook, Runtime, Session, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
+import { skippedUnless } from '../helpers/skip';
 import type { Spec } from '../../lib/oci/spec';
 
 const NAME = 'the rootfs step under real runc: replaced trees, trees in use, capabilities';
@@ -18,7 +19,7 @@ const Y = { hostId: 500000, size: 65536 };
 const STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
 
 const skip = await skipReason({ runtimes: ['runc'], commands: ['setcap'], files: [{ path: BUSYBOX, hint: 'apt-get install busybox-static' }] });
-const test = suite(NAME);
+const test = skippedUnless(suite(NAME), NAME, skip);
 let work: Workspace | undefined;
 let session: Session | undefined;
 let runc: Runtime | undefined;
@@ -38,70 +39,65 @@ function spec(rootfs: string, configPath: string, args: string[], userns: { host
 
 const log = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
 
-if (skip) {
-  skipLoudly(NAME, skip);
-  test.skip(`${NAME} (skipped: ${skip})`, () => {});
-} else {
-  test.before(async () => {
-    await buildProgram();
-    work = Workspace.create('oci-userns-rootfs-runc-');
-    session = await Session.open();
-    runc = new Runtime(session, 'runc');
-  });
-  test.after.each(async () => {
-    await runc?.cleanup();
-  });
-  test.after(() => {
-    session?.close();
-    work?.remove();
-  });
+test.before(async () => {
+  await buildProgram();
+  work = Workspace.create('oci-userns-rootfs-runc-');
+  session = await Session.open();
+  runc = new Runtime(session, 'runc');
+});
+test.after.each(async () => {
+  await runc?.cleanup();
+});
+test.after(() => {
+  session?.close();
+  work?.remove();
+});
 
-  test('a rootfs deleted and unpacked again at the same path is shifted again, for the same range and for another', async () => {
-    const rootfs = work!.path('replaced', 'rootfs');
-    const config = writeProgramConfig(work!.path('replaced', 'config'));
-    for (const [i, range] of [X, X, Y].entries()) {
-      unpack(rootfs);
-      const bundle = writeBundle(work!.path('replaced', `bundle${i}`), spec(rootfs, config.path, ['/bin/cat', '/etc/app.conf'], range));
-      const result = await runc!.run(uniqueId(`replaced-${i}`), bundle);
-      assert.is(result.exitCode, 0, `run ${i} (host id ${range.hostId}): ${result.all}\n${log(config.logFile)}`);
-      assert.match(result.stdout, 'app', `run ${i} read a file only root may read`);
-    }
-  });
+test('a rootfs deleted and unpacked again at the same path is shifted again, for the same range and for another', async () => {
+  const rootfs = work!.path('replaced', 'rootfs');
+  const config = writeProgramConfig(work!.path('replaced', 'config'));
+  for (const [i, range] of [X, X, Y].entries()) {
+    unpack(rootfs);
+    const bundle = writeBundle(work!.path('replaced', `bundle${i}`), spec(rootfs, config.path, ['/bin/cat', '/etc/app.conf'], range));
+    const result = await runc!.run(uniqueId(`replaced-${i}`), bundle);
+    assert.is(result.exitCode, 0, `run ${i} (host id ${range.hostId}): ${result.all}\n${log(config.logFile)}`);
+    assert.match(result.stdout, 'app', `run ${i} read a file only root may read`);
+  }
+});
 
-  test('a rootfs a running container uses is not shifted to other ids for another container: refused, naming it', async () => {
-    const rootfs = unpack(work!.path('in-use', 'rootfs'));
-    const config = writeProgramConfig(work!.path('in-use', 'config'));
-    const a = uniqueId('in-use-a');
-    const started = await runc!.run(a, writeBundle(work!.path('in-use', 'a'), spec(rootfs, config.path, ['/bin/sleep', '60'], X)), { detach: true });
-    assert.is(started.exitCode, 0, `${started.all}\n${log(config.logFile)}`);
-    const b = uniqueId('in-use-b');
-    const refused = await runc!.run(b, writeBundle(work!.path('in-use', 'b'), spec(rootfs, config.path, ['/bin/true'], Y)));
-    assert.ok(refused.exitCode !== 0, `B must not start: ${refused.all}`);
-    assert.match(log(config.logFile), `is in use by container ${a}`);
-    const read = await runc!.exec(a, ['/bin/cat', '/etc/app.conf']);
-    assert.is(read.exitCode, 0, `A still reads its files: ${read.all}`);
-    assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), String(X.hostId), 'the tree kept A\'s ids');
-  });
+test('a rootfs a running container uses is not shifted to other ids for another container: refused, naming it', async () => {
+  const rootfs = unpack(work!.path('in-use', 'rootfs'));
+  const config = writeProgramConfig(work!.path('in-use', 'config'));
+  const a = uniqueId('in-use-a');
+  const started = await runc!.run(a, writeBundle(work!.path('in-use', 'a'), spec(rootfs, config.path, ['/bin/sleep', '60'], X)), { detach: true });
+  assert.is(started.exitCode, 0, `${started.all}\n${log(config.logFile)}`);
+  const b = uniqueId('in-use-b');
+  const refused = await runc!.run(b, writeBundle(work!.path('in-use', 'b'), spec(rootfs, config.path, ['/bin/true'], Y)));
+  assert.ok(refused.exitCode !== 0, `B must not start: ${refused.all}`);
+  assert.match(log(config.logFile), `is in use by container ${a}`);
+  const read = await runc!.exec(a, ['/bin/cat', '/etc/app.conf']);
+  assert.is(read.exitCode, 0, `A still reads its files: ${read.all}`);
+  assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), String(X.hostId), 'the tree kept A\'s ids');
+});
 
-  test('a v3 file capability with rootid 1000 (set in a build namespace) works inside, for a user other than root', async () => {
-    const rootfs = unpack(work!.path('caps', 'rootfs'));
-    const config = writeProgramConfig(work!.path('caps', 'config'));
-    copyFileSync(BUSYBOX, join(rootfs, 'bin', 'ping'));
-    chmodSync(join(rootfs, 'bin', 'ping'), 0o755);
-    execFileSync('setcap', ['-n', '1000', 'cap_net_raw=ep', join(rootfs, 'bin', 'ping')]);
-    copyFileSync(BUSYBOX, join(rootfs, 'bin', 'ping-nocap'));
-    chmodSync(join(rootfs, 'bin', 'ping-nocap'), 0o755);
-    chownSync(join(rootfs, 'tmp'), 1000, 1000);
-    const s = spec(rootfs, config.path, ['/bin/sh', '-c', '/bin/ping -c 1 -W 2 127.0.0.1 >/dev/null && echo CAP-WORKS; ln -s ping-nocap /tmp/ping && /tmp/ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 || echo WITHOUT-FAILS'], X);
-    s.process!.user = { uid: 1000, gid: 1000 };
-    s.process!.noNewPrivileges = false;
-    const bounding = [...((s.process!.capabilities as { bounding?: string[] }).bounding ?? []), 'CAP_NET_RAW'];
-    s.process!.capabilities = { bounding, effective: [], permitted: [], inheritable: [], ambient: [] };
-    const result = await runc!.run(uniqueId('caps'), writeBundle(work!.path('caps', 'bundle'), s));
-    assert.is(result.exitCode, 0, `${result.all}\n${log(config.logFile)}`);
-    assert.match(result.stdout, 'WITHOUT-FAILS', 'without the capability, ping is refused (so the capability is what makes it work)');
-    assert.match(result.stdout, 'CAP-WORKS', `ping with the shifted capability: ${result.all}\n${execFileSync('getcap', ['-n', join(rootfs, 'bin', 'ping')], { encoding: 'utf8' })}`);
-  });
-}
+test('a v3 file capability with rootid 1000 (set in a build namespace) works inside, for a user other than root', async () => {
+  const rootfs = unpack(work!.path('caps', 'rootfs'));
+  const config = writeProgramConfig(work!.path('caps', 'config'));
+  copyFileSync(BUSYBOX, join(rootfs, 'bin', 'ping'));
+  chmodSync(join(rootfs, 'bin', 'ping'), 0o755);
+  execFileSync('setcap', ['-n', '1000', 'cap_net_raw=ep', join(rootfs, 'bin', 'ping')]);
+  copyFileSync(BUSYBOX, join(rootfs, 'bin', 'ping-nocap'));
+  chmodSync(join(rootfs, 'bin', 'ping-nocap'), 0o755);
+  chownSync(join(rootfs, 'tmp'), 1000, 1000);
+  const s = spec(rootfs, config.path, ['/bin/sh', '-c', '/bin/ping -c 1 -W 2 127.0.0.1 >/dev/null && echo CAP-WORKS; ln -s ping-nocap /tmp/ping && /tmp/ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 || echo WITHOUT-FAILS'], X);
+  s.process!.user = { uid: 1000, gid: 1000 };
+  s.process!.noNewPrivileges = false;
+  const bounding = [...((s.process!.capabilities as { bounding?: string[] }).bounding ?? []), 'CAP_NET_RAW'];
+  s.process!.capabilities = { bounding, effective: [], permitted: [], inheritable: [], ambient: [] };
+  const result = await runc!.run(uniqueId('caps'), writeBundle(work!.path('caps', 'bundle'), s));
+  assert.is(result.exitCode, 0, `${result.all}\n${log(config.logFile)}`);
+  assert.match(result.stdout, 'WITHOUT-FAILS', 'without the capability, ping is refused (so the capability is what makes it work)');
+  assert.match(result.stdout, 'CAP-WORKS', `ping with the shifted capability: ${result.all}\n${execFileSync('getcap', ['-n', join(rootfs, 'bin', 'ping')], { encoding: 'utf8' })}`);
+});
 
 test.run();
