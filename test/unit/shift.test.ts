@@ -55,4 +55,16 @@ unmapped('an engine-shifted rootfs (owner already per the mapping, no record) is
   assert.is(lstatSync(join(rootfs, 'near')).uid, 0);
 });
 
+unmapped('a move to an overlapping range (two steps through a free one) counts each inode once', async () => {
+  const rootfs = join(work, 'rootfs');
+  const stateDir = join(work, 'state');
+  const wide = parseIdMap('0:100000:131072');
+  const first = await shiftTree({ rootfs, uidMap: wide, gidMap: wide, unmapped: 'error', stateDir });
+  assert.equal([first.inodes, first.changed], [14, 14]);
+  const overlapping = parseIdMap('0:165536:131072');
+  const moved = await shiftTree({ rootfs, uidMap: overlapping, gidMap: overlapping, unmapped: 'error', stateDir });
+  assert.equal([moved.inodes, moved.changed], [14, 14]);
+  assert.is(lstatSync(join(rootfs, 'far03')).uid, 165536 + 70003);
+});
+
 unmapped.run();

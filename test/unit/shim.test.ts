@@ -3,7 +3,7 @@
 // it was handed and its descriptors 3-9. State, pool and bundles live in a
 // temp dir. The cases that allocate also scan the host's containers/storage
 // roots, and say SKIPPED where this user cannot read them.
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -13,7 +13,7 @@ import { DEFAULTS, type Config } from '../../lib/config/config';
 import { memoryLogger } from '../../lib/log/logger';
 import { readRegistry } from '../../lib/ranges/registry';
 import { runShimCommand } from '../../lib/shim/shim';
-import { skippedUnless, storageSkipReason } from '../helpers/skip';
+import { rootSkipReason, skippedUnless, storageSkipReason } from '../helpers/skip';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const baseSpec = JSON.parse(readFileSync(join(fixtures, 'config-runc1.1.5-spec.json'), 'utf8'));
@@ -163,5 +163,20 @@ userns('a failed delete keeps the range', async () => {
   assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), ['sd4']);
 });
 
+const sized = skippedUnless(suite('shim with a fake runtime: a range sized from the rootfs'), 'shim unit (sizing from the rootfs)', rootSkipReason(['getfattr', 'setfattr']) ?? storageSkipReason());
+sized.before.each(setup);
+sized.after.each(teardown);
+sized('a rootfs with an owner past 65535 gets a range that maps it, and is shifted into it', async () => {
+  const b = bundle('big', systemdSpec);
+  writeFileSync(join(b, 'rootfs', 'helm'), '');
+  chownSync(join(b, 'rootfs', 'helm'), 99999, 99999);
+  config = { ...config, shift: { ...config.shift, mode: 'auto', method: 'chown' } };
+  assert.equal(await shim(['create', '--bundle', b, 'big1']), { exitCode: 0, warnings: [] });
+  const [map] = recorded.config().linux.uidMappings;
+  assert.equal([map.containerID, map.size], [0, 2 * B], 'two blocks: 100000 ids rounded up to whole blocks');
+  assert.is(lstatSync(join(b, 'rootfs', 'helm')).uid, map.hostID + 99999);
+});
+
 pass.run();
 userns.run();
+sized.run();
