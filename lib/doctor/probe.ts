@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/config';
 import { findIdmapHelper, probeIdmap } from '../rootfs/idmap-mount';
-import { cgroup2MountPoint, HOOK_FILE_NAMES, type ConfigFacts, type HookFileFacts, type HostFacts, type IdmapFacts, type PathFacts, type ProgramFacts, type RuntimeFacts } from './doctor';
+import { cgroup2MountPoint } from './doctor';
+import { HOOK_FILE_NAMES, type ConfigFacts, type HookFileFacts, type HostFacts, type IdmapFacts, type PathFacts, type ProgramFacts, type RuntimeFacts } from './facts';
 
 export interface ProbeOptions {
   /** Prefix of every host path read ("/" on a real host). */

@@ -16,12 +16,10 @@ import {
   checkSubids,
   checkUserNamespaces,
   formatChecks,
-  HOOK_FILE_NAMES,
   lookupUid,
   runChecks,
-  type HooksFacts,
-  type PathFacts,
 } from '../../lib/doctor/doctor';
+import { HOOK_FILE_NAMES, type HooksFacts, type PathFacts } from '../../lib/doctor/facts';
 import { findHooksDir, probeHost } from '../../lib/doctor/probe';
 
 // /proc/self/mountinfo lines as this development machine shows them (hybrid),
