@@ -10,6 +10,7 @@ import { parseSubid, poolRanges, type IdRange } from '../ranges/subid';
 import { alignedBlocks } from '../ranges/allocator';
 import { schemaProblem } from '../oci/schemas';
 import { type PathFacts, type RuntimeFacts, type HooksFacts, type ConfigFacts, type IdmapFacts, type HostFacts, HOOK_FILE_NAMES, ENGINE_DEFAULT_HOOKS_DIR } from './facts';
+import { joinsHostNetworkAfterUserNamespace, parseRuntimeVersion, parseVersion, runcJoinLimit } from '../shim/runtime-version';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -134,12 +135,6 @@ export function checkSubids(kind: 'subuid' | 'subgid', file: string, text: strin
   return pass(name, detail);
 }
 
-/** Major.minor.patch of the first version-looking token. */
-export function parseVersion(text: string): [number, number, number] | undefined {
-  const match = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(text);
-  return match ? [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)] : undefined;
-}
-
 export function checkRuntimes(runtimes: RuntimeFacts[]): Check[] {
   const found = runtimes.filter((r) => r.version !== undefined);
   if (found.length === 0) {
@@ -152,12 +147,12 @@ export function checkRuntimes(runtimes: RuntimeFacts[]): Check[] {
       return pass('crun', `crun ${shown}: hands the container cgroup to container root by itself on cgroup v2 (the hook still shifts ownership)`);
     }
     const delegates = version !== undefined && (version[0] > 1 || (version[0] === 1 && version[1] >= 1));
-    return pass(
-      'runc',
-      delegates
-        ? `runc ${shown}: hands the cgroup to container root only with the systemd cgroup driver and a read-write cgroup mount; otherwise the oci-userns hook does it`
-        : `runc ${shown}: never hands the cgroup to container root; the oci-userns hook does it`,
-    );
+    const detail = delegates
+      ? `runc ${shown}: hands the cgroup to container root only with the systemd cgroup driver and a read-write cgroup mount; otherwise the oci-userns hook does it`
+      : `runc ${shown}: never hands the cgroup to container root; the oci-userns hook does it`;
+    const identity = parseRuntimeVersion(r.version!);
+    if (joinsHostNetworkAfterUserNamespace(identity)) return pass('runc', detail);
+    return warn('runc', `${detail}. ${runcJoinLimit(identity)}`, 'for pods and exec, set runtime.path in the config file to crun, or install runc 1.3 or later');
   });
 }
 

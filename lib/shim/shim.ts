@@ -6,10 +6,11 @@
 
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/config';
-import { InputError, isUsernsError } from '../errors';
+import { InputError, isUsernsError, RefusedError } from '../errors';
 import { readFileInside } from '../oci/input';
 import { parseValidated } from '../oci/json';
 import type { Logger } from '../log/logger';
+import { podRole } from '../oci/pod';
 import { requestedRange, shimVerdict } from '../oci/policy';
 import { allocateRange, releaseContainer, type RangeEntry } from '../ranges/ranges';
 import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './args';
@@ -20,6 +21,7 @@ import { openPathToRootfs } from '../rootfs/access';
 import { idsForTree } from '../rootfs/owners';
 import { resolveRootfs } from '../shift/state';
 import { replaceFileAtomic } from '../sys/atomic-file';
+import { findPodSandbox, ownRangeInPodError, runtimeJoinCheck, sandboxUserNamespace } from './pod';
 import { resolveRuntime, runRuntime } from './runtime-exec';
 import { killArgv } from './stop-signal';
 
@@ -87,23 +89,40 @@ async function completeSystemdSpec(spec: Spec, specPath: string, args: RuntimeAr
   opts.logger.info(`${args.command}: completed systemd container ${args.containerId} in the engine's user namespace`, { containerId: args.containerId, bundle: args.bundle });
 }
 
+export interface PreparedBundle {
+  /** The range allocated for this container, when the shim allocated one. */
+  allocated?: RangeEntry;
+  /** What the runtime will not be able to do with it (lib/shim/pod.ts runtimeJoinCheck). */
+  warnings: string[];
+}
+
+/** A range of the container's own from the pool, sized from the tree as `alloc --size auto` does: one block would leave owners past it unmapped. */
+async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: string, opts: ShimOptions): Promise<RangeEntry> {
+  const { config, logger } = opts;
+  const requested = requestedRange(spec, config.pool.blockSize);
+  const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs) : undefined;
+  const size = Math.max(requested.size ?? 0, treeIds !== undefined && treeIds > config.pool.blockSize ? treeIds : 0) || undefined;
+  return allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requested, ...(size !== undefined ? { size } : {}), ...(rootfs !== undefined ? { rootfs } : {}), source: 'shim', logger, procRoot: opts.procRoot });
+}
+
 /**
  * For create and run: gives the container a user namespace when the policy
- * says so. Returns the range allocated, or undefined when the spec was left
- * as it was.
+ * says so: a new one with a range allocated, or, for an app container of a
+ * pod whose sandbox the shim gave one, the sandbox's (lib/shim/pod.ts).
+ * `runtime` is the real runtime's path.
  */
-export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promise<RangeEntry | undefined> {
+export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtime: string): Promise<PreparedBundle> {
   const { config, logger } = opts;
   const specPath = args.specPath!;
   const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
   const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
   if (verdict.complete) {
     await completeSystemdSpec(spec, specPath, args, opts);
-    return undefined;
+    return { warnings: [] };
   }
   if (!verdict.act) {
     logger.debug(`${args.command}: spec left as it is (${verdict.reason})`, { containerId: args.containerId, bundle: args.bundle });
-    return undefined;
+    return { warnings: [] };
   }
   const id = args.containerId;
   if (id === undefined) {
@@ -114,23 +133,30 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions): Promi
   }
   const specRootfs = rootfsPath(spec, args.bundle!);
   const rootfs = specRootfs === undefined ? undefined : resolveRootfs(specRootfs, id);
-  const requested = requestedRange(spec, config.pool.blockSize);
-  // Sized from the tree as `alloc --size auto` does: one block would leave owners past it unmapped.
-  const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs) : undefined;
-  const size = Math.max(requested.size ?? 0, treeIds !== undefined && treeIds > config.pool.blockSize ? treeIds : 0) || undefined;
-  const entry = await allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requested, ...(size !== undefined ? { size } : {}), ...(rootfs !== undefined ? { rootfs } : {}), source: 'shim', logger, procRoot: opts.procRoot });
+  const role = podRole(spec);
+  const sandbox = role?.kind === 'container' ? await findPodSandbox({ stateDir: config.stateDir, role, containerId: id, runtimeRoot: typeof args.global.root === 'string' ? args.global.root : undefined, procRoot: opts.procRoot }) : undefined;
+  if (role?.kind === 'container' && sandbox === undefined) throw ownRangeInPodError(role, id);
+  const entry = sandbox?.entry ?? (await allocateOwnRange(spec, rootfs, id, opts));
+  const allocated = sandbox === undefined ? entry : undefined;
+  let check: { refuse?: string; warn?: string };
   // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
     if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
     const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
-    const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, hooks, systemd: verdict.systemd }));
+    const userNamespacePath = sandbox === undefined ? undefined : sandboxUserNamespace(sandbox);
+    const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, userNamespacePath, hooks, systemd: verdict.systemd }));
+    check = await runtimeJoinCheck({ spec: changed, runtime, stateDir: config.stateDir, env: opts.env, logger });
+    if (check.refuse) throw new RefusedError(`container ${id} cannot start in the user namespace of its pod: ${check.refuse}`, { containerId: id, hint: 'set runtime.path in the config file to crun (or runc 1.3 or later)' });
     await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: id });
   } catch (error) {
-    await releaseContainer({ stateDir: config.stateDir, id, logger });
+    if (allocated) await releaseContainer({ stateDir: config.stateDir, id, logger });
     throw error;
   }
-  logger.info(`${args.command}: gave container ${id} a user namespace (${verdict.reason})`, { containerId: id, bundle: args.bundle, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings });
-  return entry;
+  const how = sandbox === undefined ? `gave container ${id} a user namespace` : `container ${id} joins the user namespace of its pod's sandbox ${sandbox.entry.id}`;
+  logger.info(`${args.command}: ${how} (${verdict.reason})`, { containerId: id, bundle: args.bundle, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings });
+  const warnings = check.warn ? [`container ${id}: ${check.warn}`] : [];
+  for (const warning of warnings) logger.warn(warning, { containerId: id });
+  return { allocated, warnings };
 }
 
 /** Whether the container is gone once the runtime returned `exitCode`, so its range can go. */
@@ -151,7 +177,8 @@ function containerGone(args: RuntimeArgs, exitCode: number, allocated: boolean):
 export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const args = parseRuntimeArgs(opts.argv, opts.cwd);
   const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.hookPath, opts.cwd);
-  const allocated = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts) : undefined;
+  const prepared = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
+  const allocated = prepared.allocated;
   const release = () => releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
   let exitCode: number;
   try {
@@ -161,7 +188,7 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     if (allocated) await release();
     throw error;
   }
-  const warnings: string[] = [];
+  const warnings = [...prepared.warnings];
   if (args.containerId !== undefined && containerGone(args, exitCode, allocated !== undefined)) {
     try {
       await release();

@@ -21,6 +21,14 @@ export function addNamespace(type: string): SpecModifier {
 }
 
 export const addUserNamespace: SpecModifier = addNamespace('user');
+
+/** Joins the namespace of this type at `path` (runtime-spec linux.namespaces), in place of any the spec names. */
+export function joinNamespace(type: string, path: string): SpecModifier {
+  return (spec) => {
+    const others = (spec.linux?.namespaces ?? []).filter((ns) => ns.type !== type);
+    return { ...spec, linux: { ...spec.linux, namespaces: [{ type, path }, ...others] } };
+  };
+}
 export const addCgroupNamespace: SpecModifier = addNamespace('cgroup');
 
 /** Sets the user namespace's uid and gid mappings. */
@@ -180,6 +188,8 @@ export function systemdModifiers(hooks: OurHooks): SpecModifier[] {
 export interface UserNamespaceChange {
   uidMappings: readonly IdMapping[];
   gidMappings: readonly IdMapping[];
+  /** Join this user namespace (a pod's sandbox's, /proc/PID/ns/user) instead of making one; the mappings are its. */
+  userNamespacePath?: string;
   hooks: OurHooks;
   /** A systemd container also gets systemdModifiers. */
   systemd: boolean;
@@ -188,7 +198,7 @@ export interface UserNamespaceChange {
 /** The shim's pipeline for a container it gives a user namespace. */
 export function userNamespaceModifiers(change: UserNamespaceChange): SpecModifier[] {
   return [
-    addUserNamespace,
+    change.userNamespacePath === undefined ? addUserNamespace : joinNamespace('user', change.userNamespacePath),
     setIdMappings(change),
     addCgroupNamespace,
     bindSysWhenNetworkShared,

@@ -1,8 +1,14 @@
 #!/bin/sh
 # A fake OCI runtime for the shim's unit tests: records what it was handed
 # under $FAKE_RUNTIME_RECORD (argv NUL-separated, the bundle's config.json,
-# `ls -l` of its descriptors) and exits with $FAKE_RUNTIME_EXIT.
+# `ls -l` of its descriptors) and exits with $FAKE_RUNTIME_EXIT; `--version`
+# prints $FAKE_RUNTIME_VERSION when set, counting calls in $rec.versions.
 rec="$FAKE_RUNTIME_RECORD"
+if [ "$1" = --version ] && [ -n "$FAKE_RUNTIME_VERSION" ]; then
+  echo x >> "$rec.versions"
+  echo "$FAKE_RUNTIME_VERSION"
+  exit 0
+fi
 printf '%s\0' "$@" > "$rec.argv"
 bundle=.
 prev=

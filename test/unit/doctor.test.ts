@@ -142,10 +142,18 @@ runtimes('crun delegates by itself; runc 1.1 only with the systemd driver; older
     { name: 'runc', version: 'runc version 1.1.5+ds1' },
     { name: 'crun', version: 'crun version 1.8.1' },
   ]);
-  assert.equal(checks.map((c) => [c.name, c.status]), [['runc', 'pass'], ['crun', 'pass']]);
+  assert.equal(checks.map((c) => [c.name, c.status]), [['runc', 'warn'], ['crun', 'pass']]);
   assert.match(checks[0]!.detail, /^runc 1\.1\.5: hands the cgroup to container root only with the systemd cgroup driver/);
   assert.match(checks[1]!.detail, /^crun 1\.8\.1: hands the container cgroup to container root by itself/);
   assert.match(checkRuntimes([{ name: 'runc', version: 'runc version 1.0.2' }])[0]!.detail, /never hands the cgroup/);
+});
+runtimes('runc before 1.3 warns that it cannot exec into a user namespace on the engine\'s network namespace, nor start a pod\'s app container; runc 1.3 passes', () => {
+  const [old] = checkRuntimes([{ name: 'runc', version: 'runc version 1.1.5+ds1' }]);
+  assert.is(old!.status, 'warn');
+  assert.match(old!.detail, /runc 1\.1\.5 joins a user namespace before the network namespace, so it cannot exec into .* nor start an app container in a pod/);
+  assert.match(old!.fix!, /crun/);
+  const [fixed] = checkRuntimes([{ name: 'runc', version: 'runc version 1.3.0' }]);
+  assert.is(fixed!.status, 'pass');
 });
 runtimes('neither runtime found fails', () => {
   const checks = checkRuntimes([{ name: 'runc' }, { name: 'crun' }]);
