@@ -6,6 +6,7 @@
 import { HostError } from '../errors';
 import type { Logger } from '../log/logger';
 import { formatIdMap } from '../oci/idmap';
+import { forgetState } from '../shift/state';
 import type { CgroupStep, GuardStep, HookPlan, IdmapStep, RootfsStep, ShiftStep } from './plan';
 
 export interface ActOptions {
@@ -31,6 +32,8 @@ export type CgroupAction = { skipped: string[] } | { path: string; changed: numb
 /** Field names and shapes are those of the log line (README "Logs"). */
 export interface HookActions {
   released?: boolean;
+  /** A pod container's shift record was removed with its rootfs. */
+  forgotShift?: boolean;
   range?: { source: string; uidMappings: string; gidMappings: string };
   shift?: ShiftAction;
   cgroup?: CgroupAction;
@@ -104,7 +107,11 @@ export async function actOnPlan(plan: HookPlan, opts: ActOptions): Promise<HookR
   const { guardContainer, releaseContainer } = await import('../ranges/ranges');
   if (plan.kind === 'release') {
     const released = await releaseContainer({ stateDir, id, logger, procRoot });
-    return { outcome: 'done', actions: { released: released !== undefined } };
+    const actions: HookActions = { released: released !== undefined };
+    if (plan.forgetShift !== undefined) {
+      if (forgetState(stateDir, plan.forgetShift)) actions.forgotShift = true;
+    }
+    return { outcome: 'done', actions };
   }
   for (const warning of plan.warnings) logger.warn(warning, { containerId: id });
   const { range } = plan;

@@ -10,7 +10,8 @@ import type { Config, OverlapPolicy, UnmappedPolicy } from '../config/config';
 import { InputError, RefusedError } from '../errors';
 import { toHost, type IdMapping } from '../oci/idmap';
 import { HOOK_ENABLE_ANNOTATION, isSystemdContainer, NAME_ANNOTATION, SOURCE_ANNOTATION } from '../oci/policy';
-import { hasUserNamespace, processUser, type Spec } from '../oci/spec';
+import { podRole } from '../oci/pod';
+import { hasUserNamespace, processUser, rootfsPath, type Spec } from '../oci/spec';
 import type { ContainerState } from '../oci/state';
 
 export const HOOK_STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
@@ -79,7 +80,12 @@ export type CgroupStep = { kind: 'skip'; problems: string[] } | { kind: 'delegat
 
 export type HookPlan =
   | { kind: 'nothing'; containerId: string; reason: string }
-  | { kind: 'release'; containerId: string }
+  | {
+      kind: 'release';
+      containerId: string;
+      /** A CRI pod's container: the engine removes its rootfs with it (kubelet never starts a container id again), so its shift record goes too. */
+      forgetShift?: string;
+    }
   | {
       kind: 'setup';
       containerId: string;
@@ -171,7 +177,10 @@ export function planHook(input: PlanInput): HookPlan {
   const containerId = state.id;
   const applies = applicability(input.stage, state, spec);
   if (applies.kind === 'nothing') return { kind: 'nothing', containerId, reason: applies.reason };
-  if (applies.kind === 'release') return { kind: 'release', containerId };
+  if (applies.kind === 'release') {
+    const rootfs = podRole(spec) !== undefined && input.config.shift.mode !== 'never' ? rootfsPath(spec, state.bundle) : undefined;
+    return { kind: 'release', containerId, ...(rootfs === undefined ? {} : { forgetShift: rootfs }) };
+  }
   const facts = input.facts;
   if (facts === undefined) throw new Error(`planHook: no facts for container ${containerId} at ${input.stage}`);
   const { uidMappings, gidMappings } = facts.mappings;

@@ -6,7 +6,7 @@
 // which spawns getfattr) so that answering it loads neither.
 
 import { lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { basename, isAbsolute, join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
 import { sameIdMap, toHost, validateIdMap, type IdMap } from '../oci/idmap';
@@ -72,6 +72,35 @@ export function statePaths(stateDir: string, rootfs: string): { dir: string; sta
   const dir = join(stateDir, 'shift');
   const key = pathKey(rootfs);
   return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock.d`) };
+}
+
+/**
+ * Removes the record and journals of `rootfs` (its path as the shift
+ * recorded it, resolved when it still exists): for a rootfs the engine
+ * removes with its container, whose record would otherwise stay until the
+ * next shift prunes it. Returns whether there was a record.
+ */
+export function forgetState(stateDir: string, rootfs: string): boolean {
+  let real = rootfs;
+  try {
+    real = realpathSync(rootfs);
+  } catch {
+    // Gone already: the record is under the path as given.
+  }
+  const paths = statePaths(stateDir, real);
+  let existed = true;
+  try {
+    lstatSync(paths.state);
+  } catch {
+    existed = false;
+  }
+  removeStateFiles(paths.dir, basename(paths.state, '.json'));
+  return existed;
+}
+
+/** The record and journals of one tree, by its key in stateDir/shift. */
+function removeStateFiles(dir: string, key: string): void {
+  for (const file of [`${key}.json`, `${key}.journal`, `${key}.journal.verify`]) rmSync(join(dir, file), { force: true });
 }
 
 export function parseState(text: string, where: string): ShiftState {
@@ -171,7 +200,7 @@ export function pruneStates(stateDir: string): string[] {
     }
     if (!treeReplaced(state)) continue;
     const key = name.slice(0, -'.json'.length);
-    for (const file of [`${key}.json`, `${key}.journal`, `${key}.journal.verify`]) rmSync(join(dir, file), { force: true });
+    removeStateFiles(dir, key);
     pruned.push(state.rootfs);
   }
   return pruned;

@@ -9,10 +9,16 @@
 // cgroup namespace, writable cgroup, tmpfs /run and /run/lock), systemd
 // boots, and StopContainer stops it through SIGRTMIN+3.
 //
+// Case B: no userns_options; the pod asks oci-userns for a user namespace
+// (pod annotation io.oci-userns.userns=auto, passed through pod_annotations):
+// the sandbox gets the range, the systemd container joins the sandbox's user
+// namespace; crun is the shim's runtime (runc before 1.3 cannot start it:
+// lib/shim/runtime-version.ts).
+//
 // Heavy (a containerd, two image imports, a systemd boot): run this file
 // alone, not in a loop.
 
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -33,7 +39,7 @@ type Message = Record<string, any>;
 const test = suite(SUITE);
 
 const skip =
-  (await skipReason({ runtimes: ['runc'], commands: ['unshare', 'nsenter', 'apt-get', 'dpkg'], files: [{ path: '/usr/lib/cni/bridge', hint: 'apt-get install containernetworking-plugins' }] })) ??
+  (await skipReason({ runtimes: ['runc', 'crun'], commands: ['unshare', 'nsenter', 'apt-get', 'dpkg'], files: [{ path: '/usr/lib/cni/bridge', hint: 'apt-get install containernetworking-plugins' }] })) ??
   (await buildProgram().then(
     () => undefined,
     (error: Error) => `cannot build the program: ${error.message}`,
@@ -42,6 +48,7 @@ const skip =
 let work: Workspace | undefined;
 let node: Containerd | undefined;
 let shimConfig = { path: '', stateDir: '', logFile: '' };
+let crunRuntime = '';
 
 /** The shim's config: its own state, log and pool; policy systemd; the real runtime behind the cpu wrapper where needed. */
 function writeShimConfig(dir: string, runtime: string) {
@@ -60,7 +67,7 @@ function writeShimConfig(dir: string, runtime: string) {
   return { path: join(dir, 'oci-userns.json'), stateDir: config.stateDir, logFile: config.logFile };
 }
 
-const registryEntries = (): unknown[] => {
+const registryEntries = (): Array<Record<string, any>> => {
   const file = join(shimConfig.stateDir, 'ranges.json');
   return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).entries : [];
 };
@@ -136,6 +143,7 @@ if (skip) {
     const shim = work.path('bin', 'oci-userns-runtime');
     symlinkSync(PROGRAM, shim);
     shimConfig = writeShimConfig(work.path('shim'), Containerd.realRuntime(work.path('bin'), host, 'runc'));
+    crunRuntime = Containerd.realRuntime(work.path('bin'), host, 'crun');
     node = await Containerd.start({ dir: work.path('containerd'), host, shim, shimConfig: shimConfig.path, runtime: 'runc' });
     const debian = await debianTarball();
     await node.importImage(await ociArchive({ rootfsTar: await busyboxTarball(join(debian, '..')), name: PAUSE_IMAGE, entrypoint: ['/bin/sleep', '2147483647'] }));
@@ -191,6 +199,79 @@ if (skip) {
     pods.delete(podId);
     assert.equal(registryEntries(), [], 'the registry is empty after the pod is removed');
   });
+
+  test('case B: the pod asks for a user namespace (io.oci-userns.userns=auto): the sandbox gets the range, the systemd container joins it, under crun', async () => {
+    if (setupError) throw setupError;
+    // Read at every shim call: from here on the handler runs crun.
+    writeShimConfig(work!.path('shim'), crunRuntime);
+    const namespaces = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
+    const pod = podConfig('case-b', namespaces, { 'io.oci-userns.userns': 'auto' });
+    const { pod_sandbox_id: podId } = await cri().call<Message>('RunPodSandbox', { config: pod, runtime_handler: HANDLER });
+    pods.add(podId);
+    const podStatus = await cri().call<Message>('PodSandboxStatus', { pod_sandbox_id: podId });
+    assert.match(podStatus.status.network?.ip ?? '', /^10\.88\.77\./, 'the pod has an IP on the CNI bridge');
+    const [sandbox] = registryEntries();
+    assert.is(sandbox?.id, podId, 'the sandbox holds the range');
+    const sandboxUserns = readlinkSync(`/proc/${sandbox!.pid}/ns/user`);
+    const sandboxUidMap = readFileSync(`/proc/${sandbox!.pid}/uid_map`, 'utf8');
+    assert.match(sandboxUidMap, new RegExp(`^\\s*0\\s+${sandbox!.uidMappings[0].hostID}\\s+65536\\s*$`));
+
+    const since = Date.now();
+    const { container_id: id } = await cri().call<Message>('CreateContainer', {
+      pod_sandbox_id: podId,
+      sandbox_config: pod,
+      config: { metadata: { name: 'systemd', attempt: 0 }, image: { image: DEBIAN_IMAGE }, command: ['/sbin/init'], log_path: 'systemd.log', linux: { security_context: { namespace_options: namespaces } } },
+    });
+    await cri().call('StartContainer', { container_id: id });
+    const boot = await waitForSystemd(id, since);
+    console.log(`case B: CreateContainer -> systemd ${boot.state}: ${boot.ms} ms`);
+    assert.ok(['running', 'degraded'].includes(boot.state), `systemd reached '${boot.state}': ${boot.output}\n${readFileSync(shimConfig.logFile, 'utf8').slice(-3000)}`);
+
+    const exec = async (cmd: string[]) => Buffer.from((await cri().call<Message>('ExecSync', { container_id: id, cmd, timeout: 10 })).stdout).toString();
+    assert.is(await exec(['cat', '/proc/self/uid_map']), sandboxUidMap, "the container's uid_map is the sandbox's");
+    assert.is((await exec(['readlink', '/proc/self/ns/user'])).trim(), sandboxUserns, "the container is in the sandbox's user namespace");
+    assert.equal(
+      registryEntries().map((e) => [e.id, e.joined]),
+      [
+        [podId, undefined],
+        [id, podId],
+      ],
+      'one range for the pod: the app container is recorded as joined',
+    );
+    const log = readFileSync(shimConfig.logFile, 'utf8');
+    assert.match(log, new RegExp(`"containerId":"${id}".*delegat|delegat.*"containerId":"${id}"`), `the log shows the container's cgroup delegated: ${log.slice(-2000)}`);
+
+    const stopStart = Date.now();
+    await cri().call('StopContainer', { container_id: id, timeout: 30 });
+    const stopMs = Date.now() - stopStart;
+    console.log(`case B: StopContainer: ${stopMs} ms`);
+    assert.is((await cri().call<Message>('ContainerStatus', { container_id: id })).status.state, 'CONTAINER_EXITED');
+    assert.ok(stopMs < 5000, `StopContainer took ${stopMs} ms`);
+
+    await cri().call('StopPodSandbox', { pod_sandbox_id: podId });
+    await cri().call('RemovePodSandbox', { pod_sandbox_id: podId });
+    pods.delete(podId);
+    assert.equal(registryEntries(), [], 'the registry is empty after the pod is removed');
+    assert.equal(processesIn(sandboxUserns), [], "no process is left in the pod's user namespace");
+    const mounts = (await node!.inside(['cat', '/proc/self/mountinfo'])).stdout?.toString() ?? '';
+    assert.equal(mounts.split('\n').filter((line) => line.includes(podId) || line.includes(id)), [], 'no mount of the pod is left');
+    const shiftDir = join(shimConfig.stateDir, 'shift');
+    assert.equal(existsSync(shiftDir) ? readdirSync(shiftDir) : [], [], 'no shift state is left');
+  });
+}
+
+/** Processes whose user namespace is `userns` (readlink /proc/PID/ns/user). */
+function processesIn(userns: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readlinkSync(`/proc/${entry}/ns/user`) === userns;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 test.run();

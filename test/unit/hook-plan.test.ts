@@ -160,5 +160,11 @@ setup('refusals: no pid at a setup stage, process.user outside the mappings', as
 });
 
 nothing.run();
+release("a CRI pod's container (containerd) forgets its rootfs's shift record: the engine removes the rootfs with it", () => {
+  const pod = spec('containerd1.7.24-userns-pod-container');
+  const poststop = { ...state('runc1.1.5-poststop'), bundle: '/run/containerd/k8s.io/c1' };
+  assert.equal(plan('poststop', poststop, pod), { kind: 'release', containerId: 'fx-runc', forgetShift: '/run/containerd/k8s.io/c1/rootfs' });
+  assert.equal(plan('poststop', poststop, pod, undefined, config({ shift: { mode: 'never' } })), { kind: 'release', containerId: 'fx-runc' }, 'no shift, no record');
+});
 release.run();
 setup.run();

@@ -1,11 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../lib/errors';
 import { parseIdMap } from '../../lib/oci/idmap';
-import { alreadyShifted, parseState, readStateFast, statePaths, writeStateFile, type ShiftState } from '../../lib/shift/state';
+import { alreadyShifted, forgetState, parseState, readStateFast, statePaths, writeStateFile, type ShiftState } from '../../lib/shift/state';
 import { rejects } from '../helpers/assert-error';
 
 const test = suite('shift state record');
@@ -62,6 +62,20 @@ test('already shifted: the root owned per the target and a finished record (or n
   writeStateFile(stateDir, state({ current: { uid: parseIdMap(`0:${me()}:2`), gid: target.gid } }));
   assert.not.ok(alreadyShifted(rootfs, target, stateDir));
   assert.not.ok(alreadyShifted(rootfs, { uid: parseIdMap(`0:${me() + 1}:1`), gid: target.gid }, stateDir), 'root owner differs');
+});
+
+test("forgetState removes a rootfs's record and journal, before or after the rootfs is gone, and leaves others' records", () => {
+  writeStateFile(stateDir, state());
+  const other = join(work, 'other');
+  writeStateFile(stateDir, state({ rootfs: other }));
+  const paths = statePaths(stateDir, rootfs);
+  writeFileSync(paths.journal, 'step 1\n');
+  assert.ok(forgetState(stateDir, rootfs));
+  assert.not.ok(existsSync(paths.state) || existsSync(paths.journal));
+  assert.not.ok(forgetState(stateDir, rootfs), 'nothing left to remove');
+  rmSync(other, { recursive: true, force: true });
+  assert.ok(forgetState(stateDir, other));
+  assert.not.ok(existsSync(statePaths(stateDir, other).state));
 });
 
 test.run();

@@ -189,70 +189,65 @@ function sandboxState(root: string): void {
   writeFileSync(join(root, SANDBOX_ID, 'state.json'), JSON.stringify({ init_process_pid: process.pid, init_process_start: processStart(process.pid) }));
 }
 
-const pods = suite('shim with a fake runtime: a CRI pod the shim gives a user namespace (containerd 1.7 specs)');
+const pods = skippedUnless(suite('shim with a fake runtime: a CRI pod the shim gives a user namespace (containerd 1.7 specs)'), 'shim unit (pods)', storageSkipReason());
 pods.before.each(setup);
 pods.after.each(teardown);
-if (!isRoot) {
-  console.log('SKIPPED shim unit (pods): not root, and the registry refuses a state directory not owned by root');
-  pods.skip('shim unit, pods (skipped: not root)', () => {});
-} else {
-  pods('the sandbox gets the range; the app container joins its user namespace by path with its mappings and gets no range of its own; deleting the sandbox frees it', async () => {
-    const root = join(dir, 'runc-root');
-    const runc = { FAKE_RUNTIME_VERSION: 'runc version 1.1.5+ds1' };
-    const sandboxRun = await shim(['--root', root, 'create', '--bundle', bundle('sandbox', podSandbox), SANDBOX_ID], runc);
-    assert.is(sandboxRun.exitCode, 0);
-    assert.is(sandboxRun.warnings.length, 1, 'runc 1.1.5 cannot exec into it: said at create');
-    assert.match(sandboxRun.warnings[0]!, /runc 1\.1\.5 joins a user namespace before the network namespace/);
-    const sandboxSpec = recorded.config();
-    assert.equal(sandboxSpec.linux.namespaces.find((n: { type: string }) => n.type === 'user'), { type: 'user' });
-    const [entry] = await readRegistry(config.stateDir);
-    assert.equal([entry!.id, entry!.source], [SANDBOX_ID, 'shim']);
+pods('the sandbox gets the range; the app container joins its user namespace by path with its mappings and gets no range of its own; deleting the sandbox frees it', async () => {
+  const root = join(dir, 'runc-root');
+  const runc = { FAKE_RUNTIME_VERSION: 'runc version 1.1.5+ds1' };
+  const sandboxRun = await shim(['--root', root, 'create', '--bundle', bundle('sandbox', podSandbox), SANDBOX_ID], runc);
+  assert.is(sandboxRun.exitCode, 0);
+  assert.is(sandboxRun.warnings.length, 1, 'runc 1.1.5 cannot exec into it: said at create');
+  assert.match(sandboxRun.warnings[0]!, /runc 1\.1\.5 joins a user namespace before the network namespace/);
+  const sandboxSpec = recorded.config();
+  assert.equal(sandboxSpec.linux.namespaces.find((n: { type: string }) => n.type === 'user'), { type: 'user' });
+  const [entry] = await readRegistry(config.stateDir);
+  assert.equal([entry!.id, entry!.source], [SANDBOX_ID, 'shim']);
 
-    sandboxState(root);
-    copyFileSync(join(dir, 'bin', 'runc'), join(dir, 'bin', 'crun'));
-    config = { ...config, runtime: { ...config.runtime, path: 'crun' } };
-    const app = await shim(['--root', root, 'create', '--bundle', bundle('app', podContainer), 'app1'], { FAKE_RUNTIME_VERSION: 'crun version 1.8.1' });
-    assert.equal(app, { exitCode: 0, warnings: [] }, 'crun joins the network namespace after the user namespace');
-    const spec = recorded.config();
-    assert.equal(spec.linux.namespaces[0], { type: 'user', path: `/proc/${process.pid}/ns/user` });
-    assert.equal(spec.linux.uidMappings, entry!.uidMappings);
-    assert.equal(spec.linux.gidMappings, entry!.gidMappings);
-    assert.equal(
-      spec.linux.namespaces.filter((n: { type: string }) => ['ipc', 'uts', 'network'].includes(n.type)),
-      podContainer.linux.namespaces.filter((n: { type: string }) => ['ipc', 'uts', 'network'].includes(n.type)),
-      "the sandbox's ipc, uts and network namespaces stay joined",
-    );
-    assert.is(spec.annotations['io.oci-userns.systemd'], 'true');
-    assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), [SANDBOX_ID], 'one range for the pod');
+  sandboxState(root);
+  copyFileSync(join(dir, 'bin', 'runc'), join(dir, 'bin', 'crun'));
+  config = { ...config, runtime: { ...config.runtime, path: 'crun' } };
+  const app = await shim(['--root', root, 'create', '--bundle', bundle('app', podContainer), 'app1'], { FAKE_RUNTIME_VERSION: 'crun version 1.8.1' });
+  assert.equal(app, { exitCode: 0, warnings: [] }, 'crun joins the network namespace after the user namespace');
+  const spec = recorded.config();
+  assert.equal(spec.linux.namespaces[0], { type: 'user', path: `/proc/${process.pid}/ns/user` });
+  assert.equal(spec.linux.uidMappings, entry!.uidMappings);
+  assert.equal(spec.linux.gidMappings, entry!.gidMappings);
+  assert.equal(
+    spec.linux.namespaces.filter((n: { type: string }) => ['ipc', 'uts', 'network'].includes(n.type)),
+    podContainer.linux.namespaces.filter((n: { type: string }) => ['ipc', 'uts', 'network'].includes(n.type)),
+    "the sandbox's ipc, uts and network namespaces stay joined",
+  );
+  assert.is(spec.annotations['io.oci-userns.systemd'], 'true');
+  assert.equal((await readRegistry(config.stateDir)).map((e) => e.id), [SANDBOX_ID], 'one range for the pod');
 
-    await shim(['--root', root, 'delete', 'app1']);
-    await shim(['--root', root, 'delete', SANDBOX_ID]);
-    assert.equal(await readRegistry(config.stateDir), []);
-  });
-  pods('under runc before 1.3 an app container is refused at create, before the runtime runs, with what to do; the runtime version is asked once', async () => {
-    const root = join(dir, 'runc-root');
-    const runc = { FAKE_RUNTIME_VERSION: 'runc version 1.1.5+ds1' };
-    await shim(['--root', root, 'create', '--bundle', bundle('sandbox', podSandbox), SANDBOX_ID], runc);
-    sandboxState(root);
-    rmSync(join(dir, 'record.argv'));
-    const b = bundle('app', podContainer);
-    const error = await shim(['--root', root, 'create', '--bundle', b, 'app2'], runc).then(() => undefined, (e: Error) => e);
-    assert.instance(error, RefusedError);
-    assert.match(error!.message, /container app2 cannot start in the user namespace of its pod: runc 1\.1\.5 joins a user namespace before/);
-    assert.match((error as RefusedError).hint ?? '', /crun/);
-    assert.not.ok(existsSync(join(dir, 'record.argv')), 'the runtime was not run');
-    assert.equal(JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')), podContainer, 'config.json unchanged');
-    assert.is(readFileSync(join(dir, 'record.versions'), 'utf8'), 'x\n', 'runc --version ran once for two creates');
-  });
-  pods("an app container of a pod without the shim's user namespace is refused its own range (it would not own the pod's IPC namespace)", async () => {
-    const { 'io.oci-userns.userns': _auto, ...annotations } = podContainer.annotations;
-    const b = bundle('app', { ...podContainer, annotations });
-    const error = await shim(['create', '--bundle', b, 'app3']).then(() => undefined, (e: Error) => e);
-    assert.instance(error, RefusedError);
-    assert.match(error!.message, /of pod sandbox \w+ would get a user namespace of its own/);
-    assert.equal(await readRegistry(config.stateDir), []);
-  });
-}
+  await shim(['--root', root, 'delete', 'app1']);
+  await shim(['--root', root, 'delete', SANDBOX_ID]);
+  assert.equal(await readRegistry(config.stateDir), []);
+});
+pods('under runc before 1.3 an app container is refused at create, before the runtime runs, with what to do; the runtime version is asked once', async () => {
+  const root = join(dir, 'runc-root');
+  const runc = { FAKE_RUNTIME_VERSION: 'runc version 1.1.5+ds1' };
+  await shim(['--root', root, 'create', '--bundle', bundle('sandbox', podSandbox), SANDBOX_ID], runc);
+  sandboxState(root);
+  rmSync(join(dir, 'record.argv'));
+  const b = bundle('app', podContainer);
+  const error = await shim(['--root', root, 'create', '--bundle', b, 'app2'], runc).then(() => undefined, (e: Error) => e);
+  assert.instance(error, RefusedError);
+  assert.match(error!.message, /container app2 cannot start in the user namespace of its pod: runc 1\.1\.5 joins a user namespace before/);
+  assert.match((error as RefusedError).hint ?? '', /crun/);
+  assert.not.ok(existsSync(join(dir, 'record.argv')), 'the runtime was not run');
+  assert.equal(JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')), podContainer, 'config.json unchanged');
+  assert.is(readFileSync(join(dir, 'record.versions'), 'utf8'), 'x\n', 'runc --version ran once for two creates');
+});
+pods("an app container of a pod without the shim's user namespace is refused its own range (it would not own the pod's IPC namespace)", async () => {
+  const { 'io.oci-userns.userns': _auto, ...annotations } = podContainer.annotations;
+  const b = bundle('app', { ...podContainer, annotations });
+  const error = await shim(['create', '--bundle', b, 'app3']).then(() => undefined, (e: Error) => e);
+  assert.instance(error, RefusedError);
+  assert.match(error!.message, /of pod sandbox \w+ would get a user namespace of its own/);
+  assert.equal(await readRegistry(config.stateDir), []);
+});
 
 pass.run();
 userns.run();

@@ -34,12 +34,17 @@ export function cgroup2HasCpu(host: CgroupHost): boolean {
 }
 
 /**
- * A runtime in front of runc that drops linux.resources.cpu from the spec
- * at create: containerd always writes cpu shares, and runc fails on a
- * cgroup2 hierarchy without the cpu controller ("openat2 .../cpu.weight:
- * no such file or directory"). Test-only, used on such hosts only.
+ * A runtime in front of the real one that drops parts of linux.resources
+ * from the spec at create: `cpu` where containerd always writes cpu shares
+ * and runc fails on a cgroup2 hierarchy without the cpu controller
+ * ("openat2 .../cpu.weight: no such file or directory"); `devices` for
+ * crun, which loads an eBPF device program for them and fails here on
+ * RLIMIT_MEMLOCK ("setrlimit (RLIM_MEMLOCK)"). For crun also ociVersion
+ * 1.0.2: crun 1.8.1 refuses containerd 1.7's "1.2.0" ("unknown version
+ * specified"). Test-only, used on such hosts only.
  */
-function writeCpuDroppingRuntime(path: string, runtime: string): void {
+function writeResourceDroppingRuntime(path: string, runtime: string, drop: readonly string[]): void {
+  const version = runtime === 'crun' ? 'spec.ociVersion = "1.0.2";' : '';
   writeFileSync(
     path,
     `#!/bin/sh
@@ -52,7 +57,8 @@ done
 case " $* " in
   *" create "*) [ -n "$bundle" ] && node -e '
     const fs = require("fs"); const file = process.argv[1]; const spec = JSON.parse(fs.readFileSync(file, "utf8"));
-    if (spec.linux && spec.linux.resources) delete spec.linux.resources.cpu;
+    if (spec.linux && spec.linux.resources) for (const key of ${JSON.stringify(drop)}) delete spec.linux.resources[key];
+    ${version}
     fs.writeFileSync(file, JSON.stringify(spec));' "$bundle/config.json" ;;
 esac
 exec ${runtime} "$@"
@@ -90,13 +96,15 @@ export class Containerd {
   }
 
   /**
-   * The path the shim's config must name as runtime.path: the cpu-dropping
-   * wrapper on hosts whose cgroup2 has no cpu controller, else the runtime.
+   * The path the shim's config must name as runtime.path: the runtime, or
+   * the wrapper that drops what it cannot apply on this host (cpu without
+   * a cgroup2 cpu controller; devices for crun).
    */
-  static realRuntime(dir: string, host: CgroupHost, runtime: string): string {
-    if (cgroup2HasCpu(host)) return runtime;
-    const wrapper = join(dir, 'runtime-without-cpu');
-    writeCpuDroppingRuntime(wrapper, runtime);
+  static realRuntime(dir: string, host: CgroupHost, runtime: 'runc' | 'crun'): string {
+    const drop = [...(cgroup2HasCpu(host) ? [] : ['cpu']), ...(runtime === 'crun' ? ['devices'] : [])];
+    if (drop.length === 0 && runtime === 'runc') return runtime;
+    const wrapper = join(dir, `${runtime}-for-this-host`);
+    writeResourceDroppingRuntime(wrapper, runtime, drop);
     return wrapper;
   }
 
@@ -217,9 +225,10 @@ state = "${d}/state"
   /** Removes every container of this containerd, its shims, the daemon, and the cgroups under `cgroupParent` (relative to the cgroup2 root). */
   async stop(cgroupParent?: string): Promise<void> {
     this.client?.close();
-    if (existsSync(this.runcRoot)) {
-      const list = await this.inside(['runc', '--root', this.runcRoot, 'list', '-q']);
-      for (const id of list.stdout?.toString().split('\n').filter(Boolean) ?? []) await this.inside(['runc', '--root', this.runcRoot, 'delete', '-f', id]);
+    // The handler's runtime may be runc or crun (the shim's config names it); each lists only its own.
+    for (const runtime of existsSync(this.runcRoot) ? ['runc', 'crun'] : []) {
+      const list = await this.inside([runtime, '--root', this.runcRoot, 'list', '-q']);
+      for (const id of list.exitCode === 0 ? (list.stdout?.toString().split('\n').filter(Boolean) ?? []) : []) await this.inside([runtime, '--root', this.runcRoot, 'delete', '-f', id]);
     }
     for (const pid of this.ownProcesses()) {
       try {
