@@ -18,23 +18,16 @@
 // Heavy (a containerd, two image imports, a systemd boot): run this file
 // alone, not in a loop.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildProgram, debianTarball, detectCgroupHost, PROGRAM, skipLoudly, skipReason, Workspace } from './harness';
-import { Containerd, HANDLER, PAUSE_IMAGE } from './cri/containerd';
-import { busyboxTarball, ociArchive } from './cri/oci-image';
+import { buildProgram, skipLoudly, skipReason, Workspace } from './harness';
+import { HANDLER, type Containerd } from './cri/containerd';
+import { KUBELET_USERNS_HOST_ID, podCase, podConfig, startCriNode, startSystemdContainer, waitForSystemd, writeShimConfig, type Message, type PodCase, type ShimConfig } from './cri/pods';
 
 const SUITE = 'containerd CRI';
-const DEBIAN_IMAGE = 'localhost/oci-userns/debian-systemd:1';
-// Far from the other suites' pools and from podman's --userns=auto.
-const POOL_START = 2_013_265_920;
-/** Where "kubelet" maps the case A pod (its own range, outside the shim's pool). */
-const KUBELET_USERNS_HOST_ID = 1_744_830_464;
 const CGROUP_PARENT = `/oci-userns-e2e-${process.pid}`;
-
-type Message = Record<string, any>;
 
 const test = suite(SUITE);
 
@@ -47,25 +40,8 @@ const skip =
 
 let work: Workspace | undefined;
 let node: Containerd | undefined;
-let shimConfig = { path: '', stateDir: '', logFile: '' };
-let crunRuntime = '';
-
-/** The shim's config: its own state, log and pool; policy systemd; the real runtime behind the cpu wrapper where needed. */
-function writeShimConfig(dir: string, runtime: string) {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const line = `0:${POOL_START}:${4 * 65536}\n`;
-  writeFileSync(join(dir, 'subuid'), line);
-  writeFileSync(join(dir, 'subgid'), line);
-  const config = {
-    stateDir: join(dir, 'state'),
-    logFile: join(dir, 'oci-userns.log'),
-    logLevel: 'debug',
-    pool: { user: '0', subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') },
-    runtime: { path: runtime, policy: 'systemd' },
-  };
-  writeFileSync(join(dir, 'oci-userns.json'), JSON.stringify(config));
-  return { path: join(dir, 'oci-userns.json'), stateDir: config.stateDir, logFile: config.logFile };
-}
+let shimConfig: ShimConfig = { path: '', stateDir: '', logFile: '' };
+let runtimes = { runc: '', crun: '' };
 
 const registryEntries = (): Array<Record<string, any>> => {
   const file = join(shimConfig.stateDir, 'ranges.json');
@@ -74,40 +50,10 @@ const registryEntries = (): Array<Record<string, any>> => {
 
 const cri = () => node!.client!;
 
-/** What kubelet sends for a pod: metadata, a log directory, DNS (RunPodSandbox fails without it), a cgroup parent, namespaces. */
-function podConfig(name: string, namespaceOptions: Message, annotations: Record<string, string> = {}): Message {
-  return {
-    metadata: { name, uid: `${name}-${process.pid}`, namespace: 'default', attempt: 0 },
-    hostname: name,
-    log_directory: work!.path('pods', name),
-    dns_config: { servers: ['10.88.77.1'], searches: [], options: [] },
-    annotations,
-    labels: {},
-    linux: { cgroup_parent: `${CGROUP_PARENT}/${name}`, security_context: { namespace_options: namespaceOptions } },
-  };
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** ExecSync `systemctl is-system-running --wait` until it names a settled state; returns it and the ms it took from `since`. */
-async function waitForSystemd(containerId: string, since: number, timeoutMs = 90_000): Promise<{ state: string; ms: number; output: string }> {
-  const deadline = Date.now() + timeoutMs;
-  let output = '';
-  while (Date.now() < deadline) {
-    try {
-      const result = await cri().call<Message>('ExecSync', { container_id: containerId, cmd: ['systemctl', 'is-system-running', '--wait'], timeout: 60 }, 70_000);
-      output = `${Buffer.from(result.stdout).toString()}${Buffer.from(result.stderr).toString()}`.trim();
-      const state = Buffer.from(result.stdout).toString().trim().split('\n').pop() ?? '';
-      if (state && !/offline|starting|initializing/.test(state)) return { state, ms: Date.now() - since, output };
-    } catch (error) {
-      output = (error as Error).message;
-      const status = await cri().call<Message>('ContainerStatus', { container_id: containerId });
-      if (status.status.state !== 'CONTAINER_RUNNING') return { state: `container ${status.status.state} (exit ${status.status.exit_code}): ${output}`, ms: Date.now() - since, output };
-    }
-    await sleep(100);
-  }
-  return { state: 'timeout', ms: Date.now() - since, output };
-}
+const podOf = (name: string, kind: PodCase) => {
+  const { namespaces, annotations } = podCase(kind);
+  return { namespaces, pod: podConfig({ name, logDirectory: work!.path('pods', name), cgroupParent: CGROUP_PARENT, namespaces, annotations }) };
+};
 
 /** Pods the test made, removed in teardown whatever happened. */
 const pods = new Set<string>();
@@ -138,16 +84,8 @@ if (skip) {
     }
   });
   const setUp = async () => {
-    const host = detectCgroupHost();
     work = Workspace.create('oci-userns-cri-');
-    const shim = work.path('bin', 'oci-userns-runtime');
-    symlinkSync(PROGRAM, shim);
-    shimConfig = writeShimConfig(work.path('shim'), Containerd.realRuntime(work.path('bin'), host, 'runc'));
-    crunRuntime = Containerd.realRuntime(work.path('bin'), host, 'crun');
-    node = await Containerd.start({ dir: work.path('containerd'), host, shim, shimConfig: shimConfig.path, runtime: 'runc' });
-    const debian = await debianTarball();
-    await node.importImage(await ociArchive({ rootfsTar: await busyboxTarball(join(debian, '..')), name: PAUSE_IMAGE, entrypoint: ['/bin/sleep', '2147483647'] }));
-    await node.importImage(await ociArchive({ rootfsTar: debian, name: DEBIAN_IMAGE, cmd: ['/sbin/init'] }));
+    ({ node, shimConfig, runtimes } = await startCriNode(work));
   };
 
   test.after(async () => {
@@ -161,22 +99,15 @@ if (skip) {
 
   test('case A: userns_options POD on containerd 1.7: a systemd container through the oci-userns handler boots, and stops on SIGRTMIN+3', async () => {
     if (setupError) throw setupError;
-    const mapping = [{ host_id: KUBELET_USERNS_HOST_ID, container_id: 0, length: 65536 }];
-    const namespaces = { network: 'POD', pid: 'CONTAINER', ipc: 'POD', userns_options: { mode: 'POD', uids: mapping, gids: mapping } };
-    const pod = podConfig('case-a', namespaces);
+    const { namespaces, pod } = podOf('case-a', 'A');
     const { pod_sandbox_id: podId } = await cri().call<Message>('RunPodSandbox', { config: pod, runtime_handler: HANDLER });
     pods.add(podId);
     const podStatus = await cri().call<Message>('PodSandboxStatus', { pod_sandbox_id: podId });
     assert.match(podStatus.status.network?.ip ?? '', /^10\.88\.77\./, 'the pod has an IP on the CNI bridge');
 
     const since = Date.now();
-    const { container_id: id } = await cri().call<Message>('CreateContainer', {
-      pod_sandbox_id: podId,
-      sandbox_config: pod,
-      config: { metadata: { name: 'systemd', attempt: 0 }, image: { image: DEBIAN_IMAGE }, command: ['/sbin/init'], log_path: 'systemd.log', linux: { security_context: { namespace_options: namespaces } } },
-    });
-    await cri().call('StartContainer', { container_id: id });
-    const boot = await waitForSystemd(id, since);
+    const id = await startSystemdContainer(cri(), podId, pod, namespaces);
+    const boot = await waitForSystemd(cri(), id, since);
     console.log(`case A: CreateContainer -> systemd ${boot.state}: ${boot.ms} ms`);
     assert.ok(['running', 'degraded'].includes(boot.state), `systemd reached '${boot.state}': ${boot.output}\n${readFileSync(shimConfig.logFile, 'utf8').slice(-3000)}`);
 
@@ -203,9 +134,8 @@ if (skip) {
   test('case B: the pod asks for a user namespace (io.oci-userns.userns=auto): the sandbox gets the range, the systemd container joins it, under crun', async () => {
     if (setupError) throw setupError;
     // Read at every shim call: from here on the handler runs crun.
-    writeShimConfig(work!.path('shim'), crunRuntime);
-    const namespaces = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
-    const pod = podConfig('case-b', namespaces, { 'io.oci-userns.userns': 'auto' });
+    writeShimConfig(work!.path('shim'), runtimes.crun);
+    const { namespaces, pod } = podOf('case-b', 'B');
     const { pod_sandbox_id: podId } = await cri().call<Message>('RunPodSandbox', { config: pod, runtime_handler: HANDLER });
     pods.add(podId);
     const podStatus = await cri().call<Message>('PodSandboxStatus', { pod_sandbox_id: podId });
@@ -217,13 +147,8 @@ if (skip) {
     assert.match(sandboxUidMap, new RegExp(`^\\s*0\\s+${sandbox!.uidMappings[0].hostID}\\s+65536\\s*$`));
 
     const since = Date.now();
-    const { container_id: id } = await cri().call<Message>('CreateContainer', {
-      pod_sandbox_id: podId,
-      sandbox_config: pod,
-      config: { metadata: { name: 'systemd', attempt: 0 }, image: { image: DEBIAN_IMAGE }, command: ['/sbin/init'], log_path: 'systemd.log', linux: { security_context: { namespace_options: namespaces } } },
-    });
-    await cri().call('StartContainer', { container_id: id });
-    const boot = await waitForSystemd(id, since);
+    const id = await startSystemdContainer(cri(), podId, pod, namespaces);
+    const boot = await waitForSystemd(cri(), id, since);
     console.log(`case B: CreateContainer -> systemd ${boot.state}: ${boot.ms} ms`);
     assert.ok(['running', 'degraded'].includes(boot.state), `systemd reached '${boot.state}': ${boot.output}\n${readFileSync(shimConfig.logFile, 'utf8').slice(-3000)}`);
 
