@@ -177,7 +177,9 @@ if (skip) {
     await cri().call('RemovePodSandbox', { pod_sandbox_id: podId });
     pods.delete(podId);
     assert.equal(registryEntries(), [], 'the registry is empty after the pod is removed');
-    assert.equal(processesIn(sandboxUserns), [], "no process is left in the pod's user namespace");
+    // A process of the pod may still be exiting when RemovePodSandbox returns: what is left is what stays.
+    const left = await processesStayingIn(sandboxUserns, 3000);
+    assert.equal(left, [], "no process is left in the pod's user namespace");
     const mounts = (await node!.inside(['cat', '/proc/self/mountinfo'])).stdout?.toString() ?? '';
     assert.equal(mounts.split('\n').filter((line) => line.includes(podId) || line.includes(id)), [], 'no mount of the pod is left');
     const shiftDir = join(shimConfig.stateDir, 'shift');
@@ -185,18 +187,25 @@ if (skip) {
   });
 }
 
-/** Processes whose user namespace is `userns` (readlink /proc/PID/ns/user). */
-function processesIn(userns: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        return readlinkSync(`/proc/${entry}/ns/user`) === userns;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
+/** The command lines of processes whose user namespace is `userns` (readlink /proc/PID/ns/user) after up to `waitMs` for them to go. */
+async function processesStayingIn(userns: string, waitMs: number): Promise<string[]> {
+  const inNamespace = () =>
+    readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .flatMap((entry) => {
+        try {
+          return readlinkSync(`/proc/${entry}/ns/user`) === userns ? [`${entry}: ${readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ')}`] : [];
+        } catch {
+          return [];
+        }
+      });
+  const deadline = Date.now() + waitMs;
+  let left = inNamespace();
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = inNamespace();
+  }
+  return left;
 }
 
 test.run();
