@@ -44,12 +44,20 @@ export async function findPodSandbox(opts: { stateDir: string; role: PodRole; co
   });
 }
 
-/** An app container of a pod without the shim's user namespace must not get one of its own: it joins the sandbox's IPC namespace, which it would not own ("error mounting \"mqueue\" ... operation not permitted"). */
+/**
+ * An app container of a pod without the shim's user namespace must not get
+ * one of its own: it joins the sandbox's IPC namespace, which it would not
+ * own ("error mounting \"mqueue\" ... operation not permitted"). The hint
+ * is the engine's way to give a pod its user namespace: CRI-O makes a pod's
+ * namespaces (pinns) before any container runs, so there only CRI-O's own
+ * userns-mode can.
+ */
 export function ownRangeInPodError(role: PodRole, containerId: string | undefined): RefusedError {
-  return new RefusedError(`container ${containerId ?? '?'} of pod sandbox ${role.sandboxId} would get a user namespace of its own, but it joins the pod's namespaces, which its sandbox's user namespace owns`, {
-    containerId,
-    hint: 'give the whole pod a user namespace: annotate the pod io.oci-userns.userns=auto (and pass io.oci-userns.* in the handler\'s pod_annotations), or use hostUsers: false on containerd 1.7; or annotate the container io.oci-userns.userns=off',
-  });
+  const hint =
+    role.engine === 'cri-o'
+      ? 'give the whole pod a user namespace with the pod annotation io.kubernetes.cri-o.userns-mode: "auto" (CRI-O makes the pod\'s namespaces before the shim runs); or annotate the container io.oci-userns.userns=off'
+      : 'give the whole pod a user namespace: annotate the pod io.oci-userns.userns=auto (and pass io.oci-userns.* in the handler\'s pod_annotations), or use hostUsers: false on containerd 1.7; or annotate the container io.oci-userns.userns=off';
+  return new RefusedError(`container ${containerId ?? '?'} of pod sandbox ${role.sandboxId} would get a user namespace of its own, but it joins the pod's namespaces, which its sandbox's user namespace owns`, { containerId, hint });
 }
 
 /**

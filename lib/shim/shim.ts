@@ -4,6 +4,7 @@
 // original argv to the real runtime. Every other command passes through;
 // delete also releases the container's range.
 
+import { realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/config';
 import { InputError, isUsernsError, RefusedError } from '../errors';
@@ -77,13 +78,31 @@ async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts
 }
 
 /**
+ * The hooks the shim adds. The spec may run the same program already under
+ * another name (hooks.d files name PREFIX/bin/oci-userns, a symlink to the
+ * file the shim runs as), so those names are found by their real path and
+ * the hook is not added twice.
+ */
+function ourHooks(spec: Spec, opts: ShimOptions): OurHooks {
+  const paths = new Set(Object.values(spec.hooks ?? {}).flatMap((hooks) => (hooks ?? []).map((h) => h.path)));
+  const aliases = [...paths].filter((path) => {
+    try {
+      return path !== opts.hookPath && realpathSync(path) === opts.hookPath;
+    } catch {
+      return false;
+    }
+  });
+  return { path: opts.hookPath, aliases, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+}
+
+/**
  * A systemd container in a user namespace the engine made (containerd 1.7
  * for a kubelet pod with hostUsers: false): what systemd needs there is
  * added; the mappings stay the engine's, and no range is allocated (the
  * hook records the engine's range).
  */
 async function completeSystemdSpec(spec: Spec, specPath: string, args: RuntimeArgs, opts: ShimOptions): Promise<void> {
-  const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+  const hooks = ourHooks(spec, opts);
   const changed = applyModifiers(spec, systemdModifiers(hooks));
   await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: args.containerId });
   opts.logger.info(`${args.command}: completed systemd container ${args.containerId} in the engine's user namespace`, { containerId: args.containerId, bundle: args.bundle });
@@ -142,7 +161,7 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
     if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
-    const hooks: OurHooks = { path: opts.hookPath, env: hookEnvironment(opts.env), ...HOOK_TIMEOUTS };
+    const hooks = ourHooks(spec, opts);
     const userNamespacePath = sandbox === undefined ? undefined : sandboxUserNamespace(sandbox);
     const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, userNamespacePath, hooks, systemd: verdict.systemd }));
     check = await runtimeJoinCheck({ spec: changed, runtime, stateDir: config.stateDir, env: opts.env, logger });

@@ -132,13 +132,14 @@ export const dropNetSysctlsWhenNetworkJoined: SpecModifier = (spec) => {
 export interface OurHooks {
   /** The installed oci-userns program, by its real path (runtimes exec it directly). */
   path: string;
+  /** Other paths in the spec's hooks that name the same program (symlinks to it). */
+  aliases?: string[];
   /** The hook's environment: runtimes give hooks none unless the spec says. */
   env: string[];
   createRuntimeTimeout?: number;
   poststopTimeout?: number;
 }
 
-const sameHook = (a: SpecHook, b: SpecHook) => a.path === b.path && JSON.stringify(a.args ?? []) === JSON.stringify(b.args ?? []);
 
 /**
  * Adds `oci-userns hook createRuntime` (shift the rootfs, delegate the
@@ -157,6 +158,8 @@ export function addHooks(ours: OurHooks): SpecModifier {
     ['createRuntime', hook('createRuntime', ours.createRuntimeTimeout)],
     ['poststop', hook('poststop', ours.poststopTimeout)],
   ];
+  const programs = new Set([ours.path, ...(ours.aliases ?? [])]);
+  const sameHook = (a: SpecHook, b: SpecHook) => programs.has(a.path) && JSON.stringify(a.args ?? []) === JSON.stringify(b.args ?? []);
   return (spec) => {
     const hooks = { ...spec.hooks };
     for (const [stage, h] of wanted) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { podRole } from '../../lib/oci/pod';
+import { ownRangeInPodError } from '../../lib/shim/pod';
 import { joinsHostNetworkAfterUserNamespace, parseRuntimeVersion } from '../../lib/shim/runtime-version';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
@@ -50,3 +51,14 @@ version('who joins the host-owned network namespace after a user namespace: crun
   assert.equal(['crun version 1.8.1', 'runc version 1.3.0', 'runc version 2.0.0', 'runc version 1.1.5', 'runc version 1.2.9', 'youki version 0.3.0', ''].map(joins), [true, true, true, false, false, false, false]);
 });
 version.run();
+
+const refusal = suite('an app container refused a user namespace of its own: the hint names the engine\'s way');
+refusal('CRI-O pods get their user namespace from io.kubernetes.cri-o.userns-mode; containerd pods from our pod annotation', () => {
+  const crio = ownRangeInPodError({ kind: 'container', sandboxId: 's1', engine: 'cri-o' }, 'c1');
+  assert.match(crio.message, /container c1 of pod sandbox s1/);
+  assert.match(crio.hint ?? '', /io\.kubernetes\.cri-o\.userns-mode/);
+  assert.not.match(crio.hint ?? '', /io\.oci-userns\.userns=auto/);
+  const containerd = ownRangeInPodError({ kind: 'container', sandboxId: 's1', engine: 'containerd' }, 'c1');
+  assert.match(containerd.hint ?? '', /io\.oci-userns\.userns=auto/);
+});
+refusal.run();

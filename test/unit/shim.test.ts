@@ -3,7 +3,7 @@
 // it was handed and its descriptors 3-9. State, pool and bundles live in a
 // temp dir. The cases that allocate also scan the host's containers/storage
 // roots, and say SKIPPED where this user cannot read them.
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -157,6 +157,15 @@ userns('a create the runtime fails, and a run that ends, give the range back', a
   writeFileSync(join(b, 'config.json'), JSON.stringify(systemdSpec));
   assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
   assert.equal(await readRegistry(config.stateDir), []);
+});
+userns('hooks.d hooks naming the program through a symlink are not added a second time', async () => {
+  const installed = join(dir, 'bin-oci-userns');
+  symlinkSync(hookPath, installed);
+  const hooksD = (stage: string) => [{ path: installed, args: ['oci-userns', 'hook', stage] }];
+  const b = bundle('sd', { ...systemdSpec, hooks: { createRuntime: hooksD('createRuntime'), poststop: hooksD('poststop') } });
+  assert.equal(await shim(['create', '--bundle', b, 'sd5']), { exitCode: 0, warnings: [] });
+  const { hooks } = recorded.config();
+  assert.equal([hooks.createRuntime.map((h: { path: string }) => h.path), hooks.poststop.map((h: { path: string }) => h.path)], [[installed], [installed]]);
 });
 userns('a failed delete keeps the range', async () => {
   const b = bundle('sd', systemdSpec);

@@ -125,6 +125,13 @@ hooks('appends createRuntime and poststop after the spec own hooks, with env and
   assert.is(withOthers.hooks!.createRuntime![0]!.path, '/usr/libexec/oci/hooks.d/example-hook');
   assert.is(withOthers.hooks!.prestart!.length, 1);
 });
+hooks('a hook that names the program by another path (a symlink to it, as hooks.d files do) counts as the same', () => {
+  const spec = { ...fixture('config-runc1.1.5-spec.json'), hooks: { createRuntime: [{ path: '/usr/bin/oci-userns-link', args: ['oci-userns', 'hook', 'createRuntime'] }] } };
+  const after = addHooks({ ...HOOKS, aliases: ['/usr/bin/oci-userns-link'] })(spec);
+  assert.equal(after.hooks!.createRuntime!.map((h) => h.path), ['/usr/bin/oci-userns-link']);
+  assert.equal(after.hooks!.poststop!.map((h) => h.path), [HOOKS.path]);
+  assert.is(addHooks(HOOKS)(spec).hooks!.createRuntime!.length, 2, 'without the alias it is another program');
+});
 hooks('a stage that runs the same hook already (from hooks.d) does not get it twice', () => {
   const once = addHooks(HOOKS)(fixture('config-podman4.3-systemd.json'));
   assert.equal(addHooks({ ...HOOKS, env: ['PATH=/other'] })(once).hooks, once.hooks);
