@@ -15,6 +15,8 @@ import { writeRuntimeLogError } from '../lib/shim/runtime-log';
 import { runShimCommand } from '../lib/shim/shim';
 
 export const SHIM_PREFIX = 'oci-userns runtime';
+/** Set by bin/oci-userns-runtime to its own path when it hands a call over. */
+export const FRONT_ENV = 'OCI_USERNS_FRONT';
 
 export interface ShimDeps {
   config: Config;
@@ -24,6 +26,8 @@ export interface ShimDeps {
   env?: NodeJS.ProcessEnv;
   /** Where the shim's own error lines go; the real runtime's stderr is inherited untouched. */
   writeError?: (line: string) => void;
+  /** The front bin/oci-userns-runtime, when it handed the call over. */
+  front?: string;
 }
 
 const stderrLine = (line: string) => {
@@ -35,7 +39,7 @@ export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
   const writeError = deps.writeError ?? stderrLine;
   const logger = deps.logger ?? nullLogger;
   try {
-    const result = await runShimCommand({ argv, config: deps.config, hookPath: deps.hookPath, env: deps.env ?? process.env, cwd: process.cwd(), logger });
+    const result = await runShimCommand({ argv, config: deps.config, hookPath: deps.hookPath, env: deps.env ?? process.env, cwd: process.cwd(), logger, front: deps.front });
     for (const warning of result.warnings) writeError(`${SHIM_PREFIX}: warning: ${warning}\n`);
     return result.exitCode;
   } catch (error) {
@@ -59,7 +63,9 @@ export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
  * writer the hook uses (no winston on the container's start path), and the
  * program's own real path for the hooks.
  */
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, programPath = process.argv[1]!): Promise<number> {
+export async function main(argv: string[], processEnv: NodeJS.ProcessEnv = process.env, programPath = process.argv[1]!): Promise<number> {
+  // The front's name for itself is for the shim alone: the runtime gets the engine's environment.
+  const { [FRONT_ENV]: front, ...env } = processEnv;
   let config: Config;
   try {
     config = await loadConfig({ env });
@@ -74,7 +80,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
   const logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { command: 'runtime' } });
   try {
-    return await runShim(argv, { config, hookPath: realpathSync(programPath), logger, env });
+    return await runShim(argv, { config, hookPath: realpathSync(programPath), logger, env, front: front || undefined });
   } finally {
     await logger.close();
   }

@@ -27,9 +27,11 @@ const isExecutableFile = (path: string) => {
 /**
  * The real runtime's path: `runtime` itself when it has a slash, else the
  * first executable of that name on $PATH. Refuses oci-userns itself
- * (`self`), which would call itself forever.
+ * (`selves`: the program, and the front bin/oci-userns-runtime when it
+ * called), which would call itself forever. bin/oci-userns-runtime
+ * follows the same rule in sh: keep them in step.
  */
-export function resolveRuntime(runtime: string, env: NodeJS.ProcessEnv, self: string, cwd: string): string {
+export function resolveRuntime(runtime: string, env: NodeJS.ProcessEnv, selves: readonly string[], cwd: string): string {
   const hint = 'install runc or crun, or set runtime.path in the config file to the real runtime';
   let path: string | undefined;
   if (runtime.includes('/')) {
@@ -46,7 +48,14 @@ export function resolveRuntime(runtime: string, env: NodeJS.ProcessEnv, self: st
   } catch (error) {
     throw systemError('cannot resolve', path, error);
   }
-  if (real === realpathSync(self)) {
+  const isSelf = (self: string) => {
+    try {
+      return realpathSync(self) === real;
+    } catch {
+      return false;
+    }
+  };
+  if (selves.some(isSelf)) {
     throw new RefusedError(`the real runtime ${path} is oci-userns itself`, { path, hint: 'set runtime.path in the config file to runc or crun' });
   }
   return path;

@@ -43,6 +43,8 @@ export interface ShimOptions {
   logger: Logger;
   /** Where /proc is; tests point it elsewhere. */
   procRoot?: string;
+  /** The front (bin/oci-userns-runtime) that handed this call over, if one did: never the real runtime either. */
+  front?: string;
 }
 
 export interface ShimResult {
@@ -195,7 +197,7 @@ function containerGone(args: RuntimeArgs, exitCode: number, allocated: boolean):
 
 export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const args = parseRuntimeArgs(opts.argv, opts.cwd);
-  const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.hookPath, opts.cwd);
+  const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.front === undefined ? [opts.hookPath] : [opts.hookPath, opts.front], opts.cwd);
   const prepared = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
   const allocated = prepared.allocated;
   const release = () => releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
