@@ -4,7 +4,7 @@
 // original argv to the real runtime. Every other command passes through;
 // delete also releases the container's range.
 
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/config';
 import { InputError, isUsernsError, RefusedError } from '../errors';
@@ -135,6 +135,11 @@ async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: stri
 export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtime: string): Promise<PreparedBundle> {
   const { config, logger } = opts;
   const specPath = args.specPath!;
+  const leftToRuntime = runtimeAnswersAlone(args);
+  if (leftToRuntime !== undefined) {
+    logger.debug(`${args.command}: left to the runtime (${leftToRuntime})`, { containerId: args.containerId, bundle: args.bundle });
+    return undefined;
+  }
   const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
   const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
   if (verdict.complete) {
@@ -178,6 +183,20 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   const warnings = check.warn ? [`container ${id}: ${check.warn}`] : [];
   for (const warning of warnings) logger.warn(warning, { containerId: id });
   return { allocated, warnings };
+}
+
+/**
+ * Why the runtime must see this create/run untouched: it prints help, or
+ * it fails on its own before reading the spec (no bundle, no config.json,
+ * not exactly one container id), and then it must say so in its own words
+ * and exit status (runc: `JSON specification file config.json not found`,
+ * exit 1). Undefined when the shim has a spec to decide on.
+ */
+function runtimeAnswersAlone(args: RuntimeArgs): string | undefined {
+  if (args.options.help !== undefined) return 'help';
+  if (!existsSync(args.specPath!)) return `${args.specPath} does not exist`;
+  if (args.containerId === undefined && args.unknown.length === 0) return `${args.positionals.length} arguments where runc wants one container id`;
+  return undefined;
 }
 
 /** Whether the container is gone once the runtime returned `exitCode`, so its range can go. */

@@ -20,6 +20,7 @@ import { cgroup2ShellArgv, commandExists } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
 const PROGRAM = process.env.OCI_USERNS_PROGRAM ?? join(root, 'dist', 'oci-userns.cjs');
+const FRONT = join(root, 'bin', 'oci-userns-runtime');
 const BUSYBOX = '/bin/busybox';
 const IMAGE = 'localhost/oci-userns-debian-systemd';
 // Far from the ranges other suites and podman --userns=auto use.
@@ -109,8 +110,10 @@ if (skip) {
     dir = mkdtempSync(join(tmpdir(), 'oci-userns-shim-'));
     // Container root maps to an unprivileged host uid that must reach the bundle.
     chmodSync(dir, 0o755);
+    // As install.sh lays it out: the front, and the program beside it.
     shim = join(dir, 'oci-userns-runtime');
-    symlinkSync(PROGRAM, shim);
+    symlinkSync(FRONT, shim);
+    symlinkSync(PROGRAM, join(dir, 'oci-userns'));
   });
 
   for (const runtime of ['runc', 'crun']) {
@@ -206,10 +209,6 @@ if (skip) {
     assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original);
     assert.equal(registry(missing.stateDir), []);
 
-    const ok = writeConfig({ name: 'err-bundle', runtime: '/bin/true' });
-    const noBundle = await run(ok.path, ['create', '--bundle', join(dir, 'nonexistent'), 'e2']);
-    assert.is(noBundle.exitCode, 2);
-    assert.is(noBundle.stderr, `oci-userns runtime: bundle ${join(dir, 'nonexistent')} does not exist`);
 
     // A pool of one block and a runtime that creates nothing: the first container takes the block.
     const small = writeConfig({ name: 'err-pool', runtime: '/bin/true', blocks: 1 });
@@ -222,6 +221,35 @@ if (skip) {
     assert.is(full.stderr.split('\n').length, 1);
     assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original);
     assert.equal(registry(small.stateDir).map((e) => e.id), ['first']);
+  });
+
+  lifecycle('help of create and run, and what runc says of a missing bundle or config.json, come out as runc gives them, with policy always', async () => {
+    const config = writeConfig({ name: 'transparent', policy: 'always' });
+    const env = { ...process.env, OCI_USERNS_CONFIG: config.path };
+    const bundle = await busyboxBundle('bundle-transparent', 'runc', ['true']);
+    const before = readFileSync(join(bundle, 'config.json'), 'utf8');
+    const empty = join(dir, 'no-config-here');
+    mkdirSync(empty);
+    const stateRoot = join(dir, 'transparent-root');
+    const cases: Array<{ cwd: string; args: string[] }> = [
+      ...['run', 'create'].flatMap((command) => ['-h', '--help'].map((help) => ({ cwd: bundle, args: [command, help] }))),
+      { cwd: empty, args: ['run', 't1'] },
+      { cwd: empty, args: ['create', 't1'] },
+      { cwd: dir, args: ['run', '--bundle', join(dir, 'nonexistent'), 't1'] },
+      { cwd: dir, args: ['create', '-b', join(dir, 'nonexistent'), 't1'] },
+    ];
+    const untimed = (text: string) => text.replace(/time="[^"]*"/g, '');
+    for (const { cwd, args } of cases) {
+      const argv = ['--root', stateRoot, ...args];
+      const theirs = await execa('runc', argv, { cwd, reject: false });
+      // Through the front, and through the program's own entry (`oci-userns runtime`).
+      for (const [command, prefix] of [[shim, []], [PROGRAM, ['runtime']]] as const) {
+        const ours = await execa(command, [...prefix, ...argv], { cwd, env, reject: false });
+        assert.equal([ours.exitCode, ours.stdout, untimed(ours.stderr)], [theirs.exitCode, theirs.stdout, untimed(theirs.stderr)], `${command} ${args.join(' ')}`);
+      }
+    }
+    assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), before);
+    assert.equal(registry(config.stateDir), []);
   });
 
   lifecycle('a spec with a user namespace already is left byte for byte; policy systemd leaves a plain container alone', async () => {
