@@ -274,17 +274,18 @@ put "$helper" "$PREFIX/libexec/oci-userns/oci-userns-idmap" 0755
 config_env=""
 [ "$CONFIG" = "$DEFAULT_CONFIG" ] || config_env=$CONFIG
 
-# Engines start a runtime with an environment of their own (conmon passes
-# not even PATH to `delete`), so a non-default config reaches the shim only
-# through a wrapper that names it; with the default config a symlink does.
+# The runtime shim's front (bin/oci-userns-runtime) execs the real runtime
+# for every call that needs nothing from the shim and hands the rest to the
+# program beside it. Engines start a runtime with an environment of their
+# own (conmon passes not even PATH to `delete`), so a non-default config is
+# written into the front, which passes it on to the program.
 runtime=$PREFIX/bin/oci-userns-runtime
 ensure_dir "$PREFIX/bin"
-if [ -n "$config_env" ]; then
-  printf '#!/bin/sh\nOCI_USERNS_CONFIG=%q exec %q runtime "$@"\n' "$config_env" "$PROGRAM" >"$STAGE/oci-userns-runtime"
-  put "$STAGE/oci-userns-runtime" "$runtime" 0755
-else
-  link oci-userns "$runtime"
-fi
+[ ! -e "$DEST$runtime" ] || [ -n "${OLD_KIND[$runtime]:-}" ] || die "$DEST$runtime exists and is not ours; move it away first"
+quoted=${CONFIG//\'/\'\\\'\'}
+LINE="default_config='$quoted'" awk '/^default_config=/ { print ENVIRON["LINE"]; next } { print }' \
+  "$SRC/bin/oci-userns-runtime" >"$STAGE/oci-userns-runtime"
+put "$STAGE/oci-userns-runtime" "$runtime" 0755
 
 for template in "$SRC"/hooks/*.json; do
   name=$(basename "$template")
