@@ -1,13 +1,17 @@
-// npm run bench:shim: what the runtime shim adds to `runc run` of a busybox
-// `true`, as a ratio of medians against plain runc, in one interleaved run:
-//   - pass-through: the shim decides to leave the spec alone (policy
-//     'annotation'), against plain runc;
+// npm run bench:shim: what the runtime shim adds, as ratios of medians
+// against plain runc, in one interleaved run:
+//   - `state` of a running container and `exec true` into it, the calls a
+//     Kubernetes node makes most, which the front (bin/oci-userns-runtime)
+//     hands straight to runc;
+//   - `runc run` of a busybox `true`, pass-through: the shim decides to
+//     leave the spec alone (policy 'annotation'), against plain runc;
 //   - acting: the shim allocates, rewrites config.json, and its hooks run
 //     (createRuntime, poststop), against plain runc with the same user
 //     namespace and an already shifted rootfs.
 // Needs root, runc, busybox-static and cgroup2; on a hybrid host it reruns
 // itself in a private mount namespace whose /sys/fs/cgroup is cgroup2.
-// Runs the built program (dist/oci-userns.cjs, or $OCI_USERNS_PROGRAM).
+// Runs the built program (dist/oci-userns.cjs, or $OCI_USERNS_PROGRAM)
+// behind the front, as install.sh lays them out.
 
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -37,7 +41,8 @@ const work = mkdtempSync(join(tmpdir(), 'oci-userns-bench-shim-'));
 chmodSync(work, 0o755);
 const runtimeRoot = join(work, 'runc');
 const shim = join(work, 'oci-userns-runtime');
-symlinkSync(program, shim);
+symlinkSync(join(repo, 'bin', 'oci-userns-runtime'), shim);
+symlinkSync(program, join(work, 'oci-userns'));
 
 function writeConfig(name: string, policy: string): string {
   const line = `0:${POOL_START}:${65536 * 4}\n`;
@@ -58,19 +63,19 @@ function chownTree(path: string, id: number): void {
 }
 
 /** A busybox bundle running `true`; with `hostId`, in a user namespace mapped there, its rootfs owned accordingly. */
-function bundle(name: string, hostId?: number): { dir: string; spec: string } {
+function bundle(name: string, hostId?: number, args = ['true']): { dir: string; spec: string } {
   const dir = join(work, name);
   const rootfs = join(dir, 'rootfs');
   mkdirSync(join(rootfs, 'bin'), { recursive: true });
   for (const d of ['proc', 'sys', 'dev']) mkdirSync(join(rootfs, d));
   copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
   chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
-  symlinkSync('busybox', join(rootfs, 'bin', 'true'));
+  for (const applet of ['true', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', applet));
   const made = spawnSync('runc', ['spec'], { cwd: dir });
   if (made.status !== 0) throw new Error(`runc spec: ${made.stderr}`);
   const spec = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   spec.process.terminal = false;
-  spec.process.args = ['true'];
+  spec.process.args = args;
   delete spec.process.rlimits;
   delete spec.linux.resources;
   if (hostId !== undefined) {
@@ -105,16 +110,32 @@ try {
     run('runc run, user namespace', 'runc', userns.dir),
     run('shim run, acting (userns, hooks)', shim, acting.dir, { ...process.env, OCI_USERNS_CONFIG: actConfig }, resetActing),
   ];
+  const sleeper = bundle('sleeper', undefined, ['sleep', '100000']);
+  const started = spawnSync('runc', ['--root', runtimeRoot, 'run', '-d', '--bundle', sleeper.dir, 'bench-running'], { stdio: 'ignore' });
+  if (started.status !== 0) throw new Error(`runc run -d of the container to call state and exec on: exit ${started.status}`);
+  const call = (name: string, command: string, args: string[]): Candidate => ({ name, command, args: ['--root', runtimeRoot, ...args], options: { env: { ...process.env, OCI_USERNS_CONFIG: passConfig } } });
+  candidates.unshift(
+    call('runc state', 'runc', ['state', 'bench-running']),
+    call('shim state', shim, ['state', 'bench-running']),
+    call('runc exec true', 'runc', ['exec', 'bench-running', 'true']),
+    call('shim exec true', shim, ['exec', 'bench-running', 'true']),
+  );
   const medians = compare(candidates, runs);
   const ms = (name: string) => medians.get(name)!;
-  console.log(`oci-userns runtime shim overhead on runc run of busybox true, ${runs} interleaved runs, medians (${new Date().toISOString().slice(0, 10)}, ${process.version})`);
+  const row = (name: string, against?: string): [string, string, string, string] => [name, ms(name).toFixed(1), against ?? '', against ? (ms(name) / ms(against)).toFixed(2) : ''];
+  console.log(`oci-userns runtime shim against runc, ${runs} interleaved runs, medians (${new Date().toISOString().slice(0, 10)}, ${process.version})`);
   printTable([
     ['what', 'median ms', 'against', 'ratio'],
-    ['runc run', ms('runc run').toFixed(1), '', ''],
-    ['shim run, pass-through', ms('shim run, pass-through').toFixed(1), 'runc run', (ms('shim run, pass-through') / ms('runc run')).toFixed(2)],
-    ['runc run, user namespace', ms('runc run, user namespace').toFixed(1), '', ''],
-    ['shim run, acting (userns, hooks)', ms('shim run, acting (userns, hooks)').toFixed(1), 'runc run, user namespace', (ms('shim run, acting (userns, hooks)') / ms('runc run, user namespace')).toFixed(2)],
+    row('runc state'),
+    row('shim state', 'runc state'),
+    row('runc exec true'),
+    row('shim exec true', 'runc exec true'),
+    row('runc run'),
+    row('shim run, pass-through', 'runc run'),
+    row('runc run, user namespace'),
+    row('shim run, acting (userns, hooks)', 'runc run, user namespace'),
   ]);
 } finally {
+  spawnSync('runc', ['--root', runtimeRoot, 'delete', '-f', 'bench-running'], { stdio: 'ignore' });
   rmSync(work, { recursive: true, force: true });
 }

@@ -20,7 +20,7 @@ import { rootfsPath, type Spec } from '../oci/spec';
 import { toHost } from '../oci/idmap';
 import { openPathToRootfs } from '../rootfs/access';
 import { idsForTree } from '../rootfs/owners';
-import { resolveRootfs } from '../shift/state';
+import { alreadyShifted, resolveRootfs } from '../shift/state';
 import { replaceFileAtomic } from '../sys/atomic-file';
 import { findPodSandbox, ownRangeInPodError, runtimeJoinCheck, sandboxUserNamespace } from './pod';
 import { resolveRuntime, runRuntime } from './runtime-exec';
@@ -73,6 +73,11 @@ async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts
   const { config, logger } = opts;
   await openPathToRootfs(rootfs, { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! }, { containerId: id, logger });
   if (config.shift.mode === 'never') return;
+  // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load.
+  if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), { uid: entry.uidMappings, gid: entry.gidMappings }, config.stateDir)) {
+    logger.debug('rootfs already shifted', { containerId: id, rootfs });
+    return;
+  }
   // Loaded only here, as in the hook: pass-through commands must not pay for the shift engine.
   const { ensureShifted } = await import('../shift/shift');
   const result = await ensureShifted({ rootfs, uidMap: entry.uidMappings, gidMap: entry.gidMappings, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: id, logger });
@@ -138,7 +143,7 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   const leftToRuntime = runtimeAnswersAlone(args);
   if (leftToRuntime !== undefined) {
     logger.debug(`${args.command}: left to the runtime (${leftToRuntime})`, { containerId: args.containerId, bundle: args.bundle });
-    return undefined;
+    return { warnings: [] };
   }
   const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
   const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
