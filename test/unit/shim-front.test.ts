@@ -126,6 +126,14 @@ toShim('delete of a container the registry names, or with an option the front do
   assert.match(front(['delete', '--force', 'c1'], { config, registry }).calls, /^shim \[runtime\] \[delete\] \[--force\] \[c1\]/);
   assert.match(front(['delete', '--new-option', 'c2'], { config, registry }).calls, /^shim /);
 });
+toShim('kill with SIGTERM or no signal (a systemd container stops on SIGRTMIN+3); other signals and --all go straight through', () => {
+  for (const argv of [['kill', 'c1'], ['kill', 'c1', 'TERM'], ['kill', 'c1', '15'], ['kill', 'c1', 'sigterm'], ['--root', '/r', 'kill', 'c1', 'SIGTERM']]) {
+    assert.match(front(argv).calls, /^shim /, argv.join(' '));
+  }
+  for (const argv of [['kill', 'c1', 'KILL'], ['kill', 'c1', '9'], ['kill', '--all', 'c1', 'TERM'], ['kill', '-a', 'c1']]) {
+    assert.match(front(argv).calls, /^runtime /, argv.join(' '));
+  }
+});
 toShim('a config the front cannot read for certain', () => {
   for (const config of ['{"runtime":{"path":"cr\\u0075n"}}', '{"runtime":{"path":"crun"},"x":{"path":"runc"}}', '{"runtime":{"path":5}}', '{"runtime":{"path":""}}']) {
     assert.match(front(['state', 'c1'], { config }).calls, /^shim /, config);
