@@ -52,8 +52,10 @@ export interface CriNode {
 /** Starts the node in `work` (the handler running runc first) and imports the images. */
 export async function startCriNode(work: Workspace): Promise<CriNode> {
   const host = detectCgroupHost();
+  // As install.sh lays it out: the shim's front, and the program beside it.
   const shim = work.path('bin', 'oci-userns-runtime');
-  symlinkSync(PROGRAM, shim);
+  symlinkSync(join(import.meta.dirname, '..', '..', '..', 'bin', 'oci-userns-runtime'), shim);
+  symlinkSync(PROGRAM, work.path('bin', 'oci-userns'));
   const runtimes = { runc: Containerd.realRuntime(work.path('bin'), host, 'runc'), crun: Containerd.realRuntime(work.path('bin'), host, 'crun') };
   const shimConfig = writeShimConfig(work.path('shim'), runtimes.runc);
   const node = await Containerd.start({ dir: work.path('containerd'), host, shim, shimConfig: shimConfig.path, runtime: 'runc' });
