@@ -4,7 +4,8 @@
 // user namespace (container 0 -> host 300000): a busybox rootfs and the
 // Debian systemd rootfs, both owned by host root, under a parent closed to
 // other host users (the safety rule), show the image's owners
-// inside; systemd boots; the raw tree keeps every original owner, mode, ACL
+// inside; systemd boots; inside it nobody pings (file capability), sudo
+// gives root (setuid) and ACL named entries keep their ids; the raw tree keeps every original owner, mode, ACL
 // and capability; nothing stays mounted in the runtime's namespace. On an
 // overlayfs rootfs, auto falls back to chown with the reason logged, and
 // shift.method idmap fails the container. Needs root, runc, crun, make, cc,
@@ -72,6 +73,32 @@ function createRuntimeLine(logFile: string, id: string): { shift?: Record<string
 async function sessionMounts(path: string): Promise<string[]> {
   const { stdout } = await session!.run(['cat', '/proc/self/mountinfo']);
   return stdout.split('\n').filter((line) => line.includes(path));
+}
+
+/**
+ * Privilege inside an idmapped rootfs (issue 12, "Done when"): a non-root
+ * user pings (iputils' ping carries the file capability cap_net_raw, a v2
+ * capability on disk, so its rootid is container root through the mount),
+ * sudo (setuid root on disk) gives a non-root user uid 0, and the named ACL
+ * entries of the raw tree read back by their container ids. Leaves
+ * /etc/acl-inside with a named entry set inside, for the caller to read on disk.
+ */
+async function privilegeThroughIdmap(runtime: Runtime, id: string): Promise<void> {
+  const exec = (script: string) => runtime.exec(id, ['sh', '-c', script]);
+  const caps = await exec('getcap /usr/bin/ping; stat -c "%u:%g %A" /usr/bin/sudo');
+  assert.is(caps.stdout, '/usr/bin/ping cap_net_raw=ep\n0:0 -rwsr-xr-x', caps.all);
+  const ping = await exec('runuser -u nobody -- ping -c1 -W5 127.0.0.1');
+  assert.is(ping.exitCode, 0, `nobody pings through the file capability: ${ping.all}`);
+  assert.match(ping.stdout, /1 received/);
+  // The control: the same binary without its capability (cp drops xattrs) cannot open the socket.
+  const bare = await exec('cp /usr/bin/ping /tmp/ping-bare && runuser -u nobody -- /tmp/ping-bare -c1 -W5 127.0.0.1');
+  assert.ok(bare.exitCode !== 0, `without the capability nobody cannot ping: ${bare.all}`);
+  const sudo = await exec("printf 'nobody ALL=(ALL) NOPASSWD: ALL\\n' > /etc/sudoers.d/nobody && chmod 0440 /etc/sudoers.d/nobody && runuser -u nobody -- sh -c 'id -u; sudo -n id -u'");
+  assert.is(sudo.stdout, '65534\n0', `sudo (setuid root) gives nobody uid 0: ${sudo.all}`);
+  const acl = await exec('getfacl -n -c /etc/acl-probe; touch /etc/acl-inside && setfacl -m u:1001:r /etc/acl-inside');
+  assert.is(acl.exitCode, 0, acl.all);
+  assert.match(acl.stdout, /^user:1000:r-x$/m, `named user entry by its container id: ${acl.stdout}`);
+  assert.match(acl.stdout, /^group:42:r--$/m, `named group entry by its container id: ${acl.stdout}`);
 }
 
 if (skip) {
@@ -152,6 +179,10 @@ if (skip) {
     test(`${name}, Debian systemd rootfs owned by host root: boots through the idmap hook; / and /etc/shadow are 0:0 and 0:42; the raw tree is unchanged inode by inode`, async () => {
       const runtime = new Runtime(session!, name);
       const rootfs = closeParent(await debianRootfs(work!.path(name, 'debian', 'rootfs')));
+      // A named ACL entry on disk (user 1000, group 42) that must read back inside by its container ids.
+      const probe = join(rootfs, 'etc', 'acl-probe');
+      writeFileSync(probe, '');
+      await session!.run(['setfacl', '-m', 'u:1000:rx,g:42:r', probe]);
       const before = snapshot(rootfs);
       const { hooks: h, logFile } = hooks(work!.path(name, 'debian', 'config'));
       const id = uniqueId(`idmap-boot-${name}`);
@@ -164,6 +195,8 @@ if (skip) {
         systemd: true,
         hooks: h,
       });
+      // ping's file capability raises CAP_NET_RAW, which must be in the bounding set (capabilities(7): else execve fails with EPERM).
+      for (const set of ['bounding', 'effective', 'permitted']) (spec.process!.capabilities as Record<string, string[]>)[set]!.push('CAP_NET_RAW');
       const bundle = writeBundle(work!.path(name, 'debian', 'bundle'), spec);
       try {
         const started = await runtime.run(id, bundle, { detach: true });
@@ -178,9 +211,12 @@ if (skip) {
         const mounts = visibleMounts(parseMountinfo((await runtime.exec(id, ['cat', '/proc/self/mountinfo'])).stdout));
         assert.ok(mounts.find((m) => m.mountPoint === '/')?.mountOptions.includes('idmapped'), 'inside, / is an idmapped mount');
         console.log(`  ${name}: rootfs step ${shift!.ms} ms, helper system calls ${shift!.syscallUs} µs`);
+        await privilegeThroughIdmap(runtime, id);
       } finally {
         await runtime.cleanup();
       }
+      const acl = await session!.run(['getfacl', '-n', '-c', join(rootfs, 'etc', 'acl-inside')]);
+      assert.match(acl.stdout, /^user:1001:r--$/m, `a named entry set inside lands on disk by its container id: ${acl.all}`);
       const after = snapshot(rootfs);
       const changed = [...before].filter(([path, inode]) => after.has(path) && JSON.stringify(after.get(path)) !== JSON.stringify(inode)).map(([path]) => path);
       assert.equal(changed, [], 'every inode of the raw tree keeps its owner, mode, ACLs and capabilities');
