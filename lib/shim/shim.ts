@@ -7,7 +7,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/config';
-import { InputError, isUsernsError, RefusedError } from '../errors';
+import { HostError, InputError, isUsernsError, RefusedError } from '../errors';
 import { readFileInside } from '../oci/input';
 import { parseValidated } from '../oci/json';
 import type { Logger } from '../log/logger';
@@ -67,21 +67,46 @@ function readSpecFile(path: string, maxBytes: number, containerId?: string): Spe
  * Before the runtime mounts anything: container root must reach the rootfs,
  * and own it already, because the runtime creates mount points (/etc/hosts,
  * /var/log/journal) inside it from the user namespace, before any hook runs.
- * The createRuntime hook then finds it shifted and only checks.
+ * Where it can, lib/rootfs/shim-rootfs.ts gives it ownership by an idmapped
+ * mount (a directory rootfs: at a private mount point, returned as the
+ * spec's new root.path; an overlay: rebuilt in place); else the chown
+ * shift, and the createRuntime hook then finds it shifted and only checks.
  */
-async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts: ShimOptions): Promise<void> {
+async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts: ShimOptions): Promise<string | undefined> {
   const { config, logger } = opts;
-  await openPathToRootfs(rootfs, { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! }, { containerId: id, logger });
-  if (config.shift.mode === 'never') return;
-  // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load.
+  const who = { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! };
+  if (config.shift.mode === 'never') {
+    await openPathToRootfs(rootfs, who, { containerId: id, logger });
+    return undefined;
+  }
+  // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load, and is never idmapped.
   if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), { uid: entry.uidMappings, gid: entry.gidMappings }, config.stateDir)) {
+    await openPathToRootfs(rootfs, who, { containerId: id, logger });
     logger.debug('rootfs already shifted', { containerId: id, rootfs });
-    return;
+    return undefined;
+  }
+  if (config.shift.method !== 'chown') {
+    const { prepareShimRootfs } = await import('../rootfs/shim-rootfs');
+    const given = await prepareShimRootfs({ rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger });
+    if (given.route === 'directory') return given.rootPath;
+    await openPathToRootfs(rootfs, who, { containerId: id, logger });
+    if (given.route === 'overlay') return undefined;
+    if (config.shift.method === 'idmap') throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${given.reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
+    logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId: id, path: rootfs, reason: given.reason });
+  } else {
+    await openPathToRootfs(rootfs, who, { containerId: id, logger });
   }
   // Loaded only here, as in the hook: pass-through commands must not pay for the shift engine.
   const { ensureShifted } = await import('../shift/shift');
   const result = await ensureShifted({ rootfs, uidMap: entry.uidMappings, gidMap: entry.gidMappings, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: id, logger });
   logger.info(`rootfs ${result.action}`, { containerId: id, rootfs, inodes: result.inodes, changed: result.changed, ms: result.durationMs });
+  return undefined;
+}
+
+/** Unmounts the private idmapped rootfs of a container that is gone (lib/rootfs/shim-rootfs.ts), if it had one. */
+async function releaseRootfs(id: string, opts: ShimOptions): Promise<void> {
+  const { releaseShimRootfs } = await import('../rootfs/shim-rootfs');
+  await releaseShimRootfs({ stateDir: opts.config.stateDir, containerId: id, logger: opts.logger });
 }
 
 /**
@@ -172,14 +197,16 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   let check: { refuse?: string; warn?: string };
   // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
-    if (rootfs !== undefined) await prepareRootfs(rootfs, entry, id, opts);
+    const rootPath = rootfs !== undefined ? await prepareRootfs(rootfs, entry, id, opts) : undefined;
     const hooks = ourHooks(spec, opts);
     const userNamespacePath = sandbox === undefined ? undefined : sandboxUserNamespace(sandbox);
     const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, userNamespacePath, hooks, systemd: verdict.systemd }));
+    if (rootPath !== undefined) changed.root = { ...changed.root, path: rootPath };
     check = await runtimeJoinCheck({ spec: changed, runtime, stateDir: config.stateDir, env: opts.env, logger });
     if (check.refuse) throw new RefusedError(`container ${id} cannot start in the user namespace of its pod: ${check.refuse}`, { containerId: id, hint: 'set runtime.path in the config file to crun (or runc 1.3 or later)' });
     await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: id });
   } catch (error) {
+    await releaseRootfs(id, opts);
     if (allocated) await releaseContainer({ stateDir: config.stateDir, id, logger });
     throw error;
   }
@@ -224,7 +251,10 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.front === undefined ? [opts.hookPath] : [opts.hookPath, opts.front], opts.cwd);
   const prepared = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
   const allocated = prepared.allocated;
-  const release = () => releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
+  const release = async () => {
+    await releaseRootfs(args.containerId!, opts);
+    await releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
+  };
   let exitCode: number;
   try {
     const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
