@@ -242,17 +242,25 @@ export function checkConfig(config: ConfigFacts): Check {
   return pass(name, `${config.path}: valid`);
 }
 
-/** Per rootfs kind, whether the hook can give it an ID-mapped mount here (README "ID-mapped rootfs"). */
+/**
+ * Per rootfs kind, whether oci-userns can give it an ID-mapped mount here
+ * (README "ID-mapped rootfs"): a directory rootfs (hook and shim), an
+ * overlay rootfs (rebuilt over idmapped lower layers by the shim; the hook
+ * alone shifts it with chown).
+ */
 export function checkIdmap(idmap: IdmapFacts): Check {
   const name = 'ID-mapped rootfs';
-  const overlay = 'overlay rootfs (containerd, CRI-O) are shifted with chown';
   if (!idmap.helper) {
     return warn(name, `the helper oci-userns-idmap is not installed: every rootfs is shifted with chown`, 'run install.sh (it builds the helper with make and cc into PREFIX/libexec/oci-userns/)');
   }
   if (!idmap.supported) {
-    return warn(name, `directory rootfs on the filesystem of ${idmap.path}: no (${idmap.reason}), shifted with chown; ${overlay}`, 'use Linux >= 5.12 and keep rootfs on a filesystem that takes idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3)');
+    return warn(name, `directory rootfs on the filesystem of ${idmap.path}: no (${idmap.reason}), shifted with chown; overlay rootfs: no, shifted with chown`, 'use Linux >= 5.12 and keep rootfs on a filesystem that takes idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3)');
   }
-  return pass(name, `directory rootfs on the filesystem of ${idmap.path}: yes (behind a parent closed to other host users); ${overlay}`);
+  const directory = `directory rootfs on the filesystem of ${idmap.path}: yes (behind a directory closed to other host users)`;
+  if (!idmap.overlay?.supported) {
+    return warn(name, `${directory}; overlay rootfs (containerd, CRI-O, podman storage): no (${idmap.overlay?.reason ?? 'not probed'}), shifted with chown`, 'use Linux >= 5.19 for overlays over idmapped lower layers');
+  }
+  return pass(name, `${directory}; overlay rootfs (containerd, CRI-O, podman storage): yes through the shim (rebuilt over idmapped lower layers, no copy-up), shifted with chown through hooks.d alone`);
 }
 
 /** Every check, in the order a person fixes a host: kernel, ids, runtimes, installation. */

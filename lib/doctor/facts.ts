@@ -58,6 +58,8 @@ export interface IdmapFacts {
   supported: boolean;
   /** The helper's line, or why the probe could not run. */
   reason?: string;
+  /** Whether an overlay over an idmapped lower layer mounts there (lib/rootfs/overlay-probe.ts); absent when not probed (no helper, or directories refused). */
+  overlay?: { supported: boolean; reason?: string };
 }
 
 export interface HostFacts {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/config';
 import { findIdmapHelper, probeIdmap } from '../rootfs/idmap-mount';
+import { probeOverlayIdmap } from '../rootfs/overlay-probe';
 import { cgroup2MountPoint } from './doctor';
 import { HOOK_FILE_NAMES, type ConfigFacts, type HookFileFacts, type HostFacts, type IdmapFacts, type PathFacts, type ProgramFacts, type RuntimeFacts } from './facts';
 
@@ -29,7 +30,9 @@ async function defaultIdmapProbe(path: string): Promise<IdmapFacts> {
   if (!helper) return { path, supported: false };
   try {
     const probed = await probeIdmap({ helper, path });
-    return probed.supported ? { path, helper, supported: true } : { path, helper, supported: false, reason: probed.reason };
+    if (!probed.supported) return { path, helper, supported: false, reason: probed.reason };
+    const overlay = await probeOverlayIdmap({ dir: path, helper });
+    return { path, helper, supported: true, overlay: overlay.supported ? { supported: true } : { supported: false, reason: overlay.reason } };
   } catch (error) {
     return { path, helper, supported: false, reason: error instanceof Error ? error.message : String(error) };
   }

@@ -321,11 +321,18 @@ probe('a symlinked state dir and a missing hooks folder are what a probe sees', 
 probe.run();
 
 const idmap = suite('doctor: ID-mapped rootfs');
-idmap('per rootfs kind: directory rootfs idmapped where the probe passes; overlay shifted with chown; a missing helper or a refusal is a warning', () => {
+idmap('per rootfs kind: directory and overlay rootfs idmapped where the probes pass; a missing helper or a refusal is a warning that says what is shifted with chown', () => {
   const helper = '/usr/local/libexec/oci-userns/oci-userns-idmap';
-  const yes = checkIdmap({ path: '/var/lib', helper, supported: true });
+  const yes = checkIdmap({ path: '/var/lib', helper, supported: true, overlay: { supported: true } });
   assert.is(yes.status, 'pass');
-  assert.is(yes.detail, 'directory rootfs on the filesystem of /var/lib: yes (behind a parent closed to other host users); overlay rootfs (containerd, CRI-O) are shifted with chown');
+  assert.is(
+    yes.detail,
+    'directory rootfs on the filesystem of /var/lib: yes (behind a directory closed to other host users); overlay rootfs (containerd, CRI-O, podman storage): yes through the shim (rebuilt over idmapped lower layers, no copy-up), shifted with chown through hooks.d alone',
+  );
+  const noOverlay = checkIdmap({ path: '/var/lib', helper, supported: true, overlay: { supported: false, reason: 'the kernel refused an overlay over an idmapped lower layer (Linux 5.19+): mount: wrong fs type' } });
+  assert.is(noOverlay.status, 'warn');
+  assert.match(noOverlay.detail, 'directory rootfs on the filesystem of /var/lib: yes');
+  assert.match(noOverlay.detail, 'overlay rootfs (containerd, CRI-O, podman storage): no (the kernel refused an overlay');
   const refused = checkIdmap({ path: '/var/lib', helper, supported: false, reason: 'oci-userns-idmap: the kernel refused an idmapped mount (mount_setattr): /var/lib: Invalid argument' });
   assert.is(refused.status, 'warn');
   assert.match(refused.detail, 'no (oci-userns-idmap: the kernel refused');
