@@ -122,6 +122,8 @@ async function readFacts(rootfs: string, opts: ShimRootfsOptions): Promise<ShimR
 async function makePrivateDir(dir: string, stateDir: string, owner: { uid: number; gid: number }, containerId: string, logger?: Logger): Promise<void> {
   const base = join(stateDir, 'rootfs');
   try {
+    // The registry makes it as 0700 too; a container in the engine's user namespace may come before any range.
+    await fs.mkdir(stateDir, { mode: 0o700, recursive: true });
     const st = await fs.stat(stateDir);
     if (!(st.mode & 0o001)) {
       // Container root passes through it to its own 0700 directory; the registry (0644) is all others could then read by name.

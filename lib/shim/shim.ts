@@ -16,7 +16,7 @@ import { requestedRange, shimVerdict } from '../oci/policy';
 import { allocateRange, releaseContainer, type RangeEntry } from '../ranges/ranges';
 import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './args';
 import { applyModifiers, systemdModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
-import { rootfsPath, type Spec } from '../oci/spec';
+import { rootfsPath, specMappings, type Spec } from '../oci/spec';
 import { toHost } from '../oci/idmap';
 import { openPathToRootfs } from '../rootfs/access';
 import { idsForTree } from '../rootfs/owners';
@@ -128,6 +128,24 @@ function ourHooks(spec: Spec, opts: ShimOptions): OurHooks {
 }
 
 /**
+ * In a user namespace the engine made with mappings in the spec (containerd
+ * 1.7 hands over a snapshot owned by host root), the same idmapped rootfs
+ * as for the shim's own ranges; where that is not possible the hook shifts
+ * it with chown as before. Returns the spec's new root.path for a
+ * directory rootfs.
+ */
+async function idmapEngineRootfs(spec: Spec, args: RuntimeArgs, opts: ShimOptions): Promise<string | undefined> {
+  const { config, logger } = opts;
+  const rootfs = rootfsPath(spec, args.bundle!);
+  const { uidMappings, gidMappings } = specMappings(spec);
+  if (config.shift.mode === 'never' || config.shift.method === 'chown' || rootfs === undefined || args.containerId === undefined || uidMappings.length === 0 || gidMappings.length === 0) return undefined;
+  const { prepareShimRootfs } = await import('../rootfs/shim-rootfs');
+  const given = await prepareShimRootfs({ rootfs, uidMappings, gidMappings, stateDir: config.stateDir, containerId: args.containerId, logger });
+  if (given.route === 'chown') logger.info('the rootfs is not idmapped; the hook shifts it with chown', { containerId: args.containerId, path: rootfs, reason: given.reason });
+  return given.route === 'directory' ? given.rootPath : undefined;
+}
+
+/**
  * A systemd container in a user namespace the engine made (containerd 1.7
  * for a kubelet pod with hostUsers: false): what systemd needs there is
  * added; the mappings stay the engine's, and no range is allocated (the
@@ -136,6 +154,8 @@ function ourHooks(spec: Spec, opts: ShimOptions): OurHooks {
 async function completeSystemdSpec(spec: Spec, specPath: string, args: RuntimeArgs, opts: ShimOptions): Promise<void> {
   const hooks = ourHooks(spec, opts);
   const changed = applyModifiers(spec, systemdModifiers(hooks));
+  const rootPath = await idmapEngineRootfs(spec, args, opts);
+  if (rootPath !== undefined) changed.root = { ...changed.root, path: rootPath };
   await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: args.containerId });
   opts.logger.info(`${args.command}: completed systemd container ${args.containerId} in the engine's user namespace`, { containerId: args.containerId, bundle: args.bundle });
 }

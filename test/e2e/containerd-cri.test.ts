@@ -22,7 +22,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildProgram, skipLoudly, skipReason, Workspace } from './harness';
+import { buildIdmapHelper, skipLoudly, skipReason, Workspace } from './harness';
 import { HANDLER, type Containerd } from './cri/containerd';
 import { KUBELET_USERNS_HOST_ID, podCase, podConfig, startCriNode, startSystemdContainer, waitForSystemd, writeShimConfig, type Message, type PodCase, type ShimConfig } from './cri/pods';
 
@@ -33,7 +33,7 @@ const test = suite(SUITE);
 
 const skip =
   (await skipReason({ runtimes: ['runc', 'crun'], commands: ['unshare', 'nsenter', 'apt-get', 'dpkg'], files: [{ path: '/usr/lib/cni/bridge', hint: 'apt-get install containernetworking-plugins' }] })) ??
-  (await buildProgram().then(
+  (await buildIdmapHelper().then(
     () => undefined,
     (error: Error) => `cannot build the program: ${error.message}`,
   ));
