@@ -8,11 +8,12 @@
 // namespace.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { probeOverlayIdmap } from '../../lib/rootfs/overlay-probe';
 import { buildIdmapHelper, IDMAP_HELPER, skipLoudly, skipReason, Workspace } from './harness';
 
 const HOST_ID = 300000;
@@ -111,6 +112,18 @@ if (skip) {
     assert.is(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'), theirsBefore, "the process's mounts are unchanged");
     const ok = await helper(['probe', join(base, 'lower')]);
     assert.is(ok.exitCode, 0, `the ext4 lower directory takes an idmap: ${ok.stderr}`);
+  });
+
+  test("doctor's overlay probe: an overlay over an idmapped clone mounts here; nothing is left mounted or on disk; a missing helper says so", async () => {
+    const dir = work!.path('overlay-probe');
+    mkdirSync(dir, { recursive: true });
+    const before = readFileSync('/proc/self/mountinfo', 'utf8');
+    assert.equal(await probeOverlayIdmap({ dir, helper: IDMAP_HELPER }), { supported: true });
+    assert.is(readFileSync('/proc/self/mountinfo', 'utf8'), before, 'the try was in its own mount namespace');
+    assert.equal(readdirSync(dir), []);
+    const missing = await probeOverlayIdmap({ dir, helper: join(dir, 'missing-helper') });
+    assert.is(missing.supported, false);
+    assert.equal(readdirSync(dir), []);
   });
 
   test('bad arguments exit 2 with one line and change nothing', async () => {
