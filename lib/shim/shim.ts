@@ -91,7 +91,8 @@ async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts
     if (given.route === 'directory') return given.rootPath;
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     if (given.route === 'overlay') return undefined;
-    if (config.shift.method === 'idmap') throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${given.reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
+    const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
+    if (config.shift.method === 'idmap' && !alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${given.reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
     logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId: id, path: rootfs, reason: given.reason });
   } else {
     await openPathToRootfs(rootfs, who, { containerId: id, logger });

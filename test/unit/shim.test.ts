@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { main as runtimeMain } from '../../cli/runtime';
 import { DEFAULTS, type Config } from '../../lib/config/config';
 import { memoryLogger } from '../../lib/log/logger';
-import { RefusedError } from '../../lib/errors';
+import { HostError, RefusedError } from '../../lib/errors';
 import { readRegistry } from '../../lib/ranges/registry';
 import { processStart } from '../../lib/sys/process-identity';
 import { runShimCommand } from '../../lib/shim/shim';
@@ -166,6 +166,18 @@ userns('hooks.d hooks naming the program through a symlink are not added a secon
   assert.equal(await shim(['create', '--bundle', b, 'sd5']), { exitCode: 0, warnings: [] });
   const { hooks } = recorded.config();
   assert.equal([hooks.createRuntime.map((h: { path: string }) => h.path), hooks.poststop.map((h: { path: string }) => h.path)], [[installed], [installed]]);
+});
+userns('shift.method idmap and a rootfs every host user can reach (the safety rule): create refused with one line, nothing chowned, the range given back', async () => {
+  config = { ...config, shift: { ...config.shift, mode: 'auto', method: 'idmap' } };
+  const b = bundle('sd', systemdSpec);
+  const error = await shim(['create', '--bundle', b, 'sd6']).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.instance(error, HostError);
+  assert.match(error!.message, /^the rootfs .*\/sd\/rootfs cannot be idmapped here \(every host user can reach the raw rootfs/);
+  assert.is(lstatSync(join(b, 'rootfs')).uid, 0, 'not chowned');
+  assert.equal(await readRegistry(config.stateDir), []);
 });
 userns('a failed delete keeps the range', async () => {
   const b = bundle('sd', systemdSpec);
