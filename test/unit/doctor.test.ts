@@ -270,7 +270,7 @@ probe('reads every fact below the root and the checks come out as for a ready v2
     configFacts: { path: '/etc/containers/oci-userns.json', explicit: false, exists: false },
     hooksDir,
     runtimeVersion: async (name) => (name === 'crun' ? 'crun version 1.8.1' : undefined),
-    idmapProbe: async (path) => ({ path, helper: '/usr/local/libexec/oci-userns/oci-userns-idmap', supported: true }),
+    idmapProbe: async (path) => ({ path, helper: '/usr/local/libexec/oci-userns/oci-userns-idmap', supported: true, overlay: { supported: true } }),
   });
   assert.is(facts.idmap.path, join(root, '/var/lib'), 'the filesystem next to the state dir is probed');
   assert.is(facts.cgroup2Controllers, 'cpu memory pids\n');
