@@ -22,7 +22,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseMountinfo, visibleMounts } from '../../lib/sys/mountinfo';
 import { snapshot } from '../helpers/shift-tree';
-import { buildIdmapHelper, buildProgram, buildSpec, debianRootfs, debianTarball, Runtime, Session, skipLoudly, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, type RuntimeName } from './harness';
+import { skippedUnless } from '../helpers/skip';
+import { buildIdmapHelper, buildProgram, buildSpec, debianRootfs, debianTarball, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, type RuntimeName } from './harness';
 
 const NAME = 'the shim idmaps directory and overlay rootfs under runc and crun';
 const RUNTIMES: RuntimeName[] = ['runc', 'crun'];
@@ -32,8 +33,7 @@ const POOL_START = 1610612736;
 const ENGINE_HOST_ID = 1610612736 + 4 * 65536;
 const PROGRAM = join(import.meta.dirname, '..', '..', 'dist', 'oci-userns.cjs');
 
-const skip = await skipReason({ runtimes: RUNTIMES, commands: ['make', 'cc', 'tar', 'getfattr', 'du'] });
-const test = suite(NAME);
+const test = skippedUnless(suite(NAME), NAME, await skipReason({ runtimes: RUNTIMES, commands: ['make', 'cc', 'tar', 'getfattr', 'du'] }));
 let work: Workspace | undefined;
 let session: Session | undefined;
 let shim = '';
@@ -92,96 +92,91 @@ async function inside(runtime: Runtime, id: string): Promise<{ root: { fsType: s
   return { root: { fsType: root.fsType, idmapped: root.mountOptions.includes('idmapped') }, owners };
 }
 
-if (skip) {
-  skipLoudly(NAME, skip);
-  test.skip(`${NAME} (skipped: ${skip})`, () => {});
-} else {
-  test.before(async () => {
-    await Promise.all([buildProgram(), buildIdmapHelper(), debianTarball()]);
-    work = Workspace.create('oci-userns-idmap-shim-');
-    shim = work.path('oci-userns-runtime');
-    symlinkSync(PROGRAM, shim);
-    session = await Session.open();
-  });
-  test.after(() => {
-    session?.close();
-    work?.remove();
-  });
+test.before(async () => {
+  await Promise.all([buildProgram(), buildIdmapHelper(), debianTarball()]);
+  work = Workspace.create('oci-userns-idmap-shim-');
+  shim = work.path('oci-userns-runtime');
+  symlinkSync(PROGRAM, shim);
+  session = await Session.open();
+});
+test.after(() => {
+  session?.close();
+  work?.remove();
+});
 
-  for (const name of RUNTIMES) {
-    test(`${name}, directory rootfs behind a root-only directory: idmapped at a private mount point, nothing chowned, unmounted at delete`, async () => {
-      const closed = work!.path(name, 'dir', 'closed');
-      mkdirSync(closed, { mode: 0o700 });
-      chmodSync(closed, 0o700);
-      const rootfs = await debianRootfs(join(closed, 'bundle', 'rootfs'));
-      const config = writeConfig(work!.path(name, 'dir', 'config'), name);
-      const bundle = writeBundle(join(closed, 'bundle'), buildSpec({ runtime: name, rootfs, args: ['/sbin/init'], userns: false, systemd: true }));
-      const before = snapshot(rootfs);
-      const { value, log } = await bootThroughShim(name, bundle, config, inside);
-      assert.equal(value.root, { fsType: 'ext4', idmapped: true }, 'inside, / is an idmapped mount');
-      assert.is(value.owners, '0:0 /\n0:42 /etc/shadow');
-      assert.match(log, /idmapped the rootfs at a private mount point/);
+for (const name of RUNTIMES) {
+  test(`${name}, directory rootfs behind a root-only directory: idmapped at a private mount point, nothing chowned, unmounted at delete`, async () => {
+    const closed = work!.path(name, 'dir', 'closed');
+    mkdirSync(closed, { mode: 0o700 });
+    chmodSync(closed, 0o700);
+    const rootfs = await debianRootfs(join(closed, 'bundle', 'rootfs'));
+    const config = writeConfig(work!.path(name, 'dir', 'config'), name);
+    const bundle = writeBundle(join(closed, 'bundle'), buildSpec({ runtime: name, rootfs, args: ['/sbin/init'], userns: false, systemd: true }));
+    const before = snapshot(rootfs);
+    const { value, log } = await bootThroughShim(name, bundle, config, inside);
+    assert.equal(value.root, { fsType: 'ext4', idmapped: true }, 'inside, / is an idmapped mount');
+    assert.is(value.owners, '0:0 /\n0:42 /etc/shadow');
+    assert.match(log, /idmapped the rootfs at a private mount point/);
+    assert.not.match(log, /shifting it with chown/);
+    const after = snapshot(rootfs);
+    const changed = [...before].filter(([path, inode]) => after.has(path) && JSON.stringify(after.get(path)) !== JSON.stringify(inode)).map(([path]) => path);
+    assert.equal(changed, [], 'the raw tree keeps every owner, mode, ACL and capability');
+    assert.equal(await sessionMounts(config.stateDir), [], 'nothing stays mounted after delete');
+    assert.equal(readdirSync(join(config.stateDir, 'rootfs')), [], 'the private directory is gone');
+    assert.equal(JSON.parse(readFileSync(join(config.stateDir, 'ranges.json'), 'utf8')).entries, [], 'the range is released');
+  });
+}
+
+const overlayCases: Array<{ name: RuntimeName; engineUserns: boolean }> = [...RUNTIMES.map((name) => ({ name, engineUserns: false })), { name: 'runc', engineUserns: true }];
+for (const { name, engineUserns } of overlayCases) {
+  const title = engineUserns ? `${name}, overlay rootfs in a user namespace the engine made (its mappings in the spec, the snapshot owned by host root)` : `${name}, overlay rootfs as containerd's snapshotter mounts it`;
+  test(`${title}: rebuilt over idmapped lower layers; the upper holds only what the container wrote`, async () => {
+    const hostId = engineUserns ? ENGINE_HOST_ID : POOL_START;
+    const snapshots = work!.path(name, `ovl-${engineUserns}`, 'snapshots');
+    mkdirSync(snapshots, { mode: 0o700 });
+    const lower1 = await debianRootfs(join(snapshots, '1', 'fs'));
+    const lower2 = join(snapshots, '2', 'fs');
+    mkdirSync(join(lower2, 'etc'), { recursive: true, mode: 0o755 });
+    writeFileSync(join(lower2, 'etc', 'second-layer'), 'layer 2\n');
+    const upper = join(snapshots, '3', 'fs');
+    const workdir = join(snapshots, '3', 'work');
+    for (const d of [upper, workdir]) mkdirSync(d, { recursive: true, mode: 0o755 });
+    const config = writeConfig(work!.path(name, `ovl-${engineUserns}`, 'config'), name);
+    const bundleDir = work!.path(name, `ovl-${engineUserns}`, 'bundle');
+    const rootfs = join(bundleDir, 'rootfs');
+    mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+    const bundle = writeBundle(bundleDir, buildSpec({ runtime: name, rootfs, args: ['/sbin/init'], userns: engineUserns ? { hostId, size: 65536 } : false, systemd: true }));
+    const mounted = await session!.run(['mount', '-t', 'overlay', 'overlay', '-o', `index=off,lowerdir=${lower2}:${lower1},upperdir=${upper},workdir=${workdir}`, rootfs]);
+    assert.is(mounted.exitCode, 0, mounted.all);
+    const lowersBefore = [snapshot(lower1), snapshot(lower2)];
+    try {
+      const { value, log } = await bootThroughShim(name, bundle, config, async (runtime, id) => {
+        const seen = await inside(runtime, id);
+        const wrote = await runtime.exec(id, ['sh', '-c', 'cat /etc/second-layer && head -c 65536 /dev/zero > /root/written && chmod u+s /usr/bin/passwd && stat -c "%u:%g %n" /root/written /usr/bin/passwd']);
+        return { ...seen, wrote: wrote.stdout };
+      });
+      assert.equal(value.root, { fsType: 'overlay', idmapped: false });
+      assert.is(value.owners, '0:0 /\n0:42 /etc/shadow', 'the lower layers show the image owners inside');
+      assert.is(value.wrote, 'layer 2\n0:0 /root/written\n0:0 /usr/bin/passwd');
+      assert.match(log, /rebuilt the overlay rootfs over idmapped lower layers/);
       assert.not.match(log, /shifting it with chown/);
-      const after = snapshot(rootfs);
-      const changed = [...before].filter(([path, inode]) => after.has(path) && JSON.stringify(after.get(path)) !== JSON.stringify(inode)).map(([path]) => path);
-      assert.equal(changed, [], 'the raw tree keeps every owner, mode, ACL and capability');
-      assert.equal(await sessionMounts(config.stateDir), [], 'nothing stays mounted after delete');
-      assert.equal(readdirSync(join(config.stateDir, 'rootfs')), [], 'the private directory is gone');
-      assert.equal(JSON.parse(readFileSync(join(config.stateDir, 'ranges.json'), 'utf8')).entries, [], 'the range is released');
-    });
-  }
-
-  const overlayCases: Array<{ name: RuntimeName; engineUserns: boolean }> = [...RUNTIMES.map((name) => ({ name, engineUserns: false })), { name: 'runc', engineUserns: true }];
-  for (const { name, engineUserns } of overlayCases) {
-    const title = engineUserns ? `${name}, overlay rootfs in a user namespace the engine made (its mappings in the spec, the snapshot owned by host root)` : `${name}, overlay rootfs as containerd's snapshotter mounts it`;
-    test(`${title}: rebuilt over idmapped lower layers; the upper holds only what the container wrote`, async () => {
-      const hostId = engineUserns ? ENGINE_HOST_ID : POOL_START;
-      const snapshots = work!.path(name, `ovl-${engineUserns}`, 'snapshots');
-      mkdirSync(snapshots, { mode: 0o700 });
-      const lower1 = await debianRootfs(join(snapshots, '1', 'fs'));
-      const lower2 = join(snapshots, '2', 'fs');
-      mkdirSync(join(lower2, 'etc'), { recursive: true, mode: 0o755 });
-      writeFileSync(join(lower2, 'etc', 'second-layer'), 'layer 2\n');
-      const upper = join(snapshots, '3', 'fs');
-      const workdir = join(snapshots, '3', 'work');
-      for (const d of [upper, workdir]) mkdirSync(d, { recursive: true, mode: 0o755 });
-      const config = writeConfig(work!.path(name, `ovl-${engineUserns}`, 'config'), name);
-      const bundleDir = work!.path(name, `ovl-${engineUserns}`, 'bundle');
-      const rootfs = join(bundleDir, 'rootfs');
-      mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-      const bundle = writeBundle(bundleDir, buildSpec({ runtime: name, rootfs, args: ['/sbin/init'], userns: engineUserns ? { hostId, size: 65536 } : false, systemd: true }));
-      const mounted = await session!.run(['mount', '-t', 'overlay', 'overlay', '-o', `index=off,lowerdir=${lower2}:${lower1},upperdir=${upper},workdir=${workdir}`, rootfs]);
-      assert.is(mounted.exitCode, 0, mounted.all);
-      const lowersBefore = [snapshot(lower1), snapshot(lower2)];
-      try {
-        const { value, log } = await bootThroughShim(name, bundle, config, async (runtime, id) => {
-          const seen = await inside(runtime, id);
-          const wrote = await runtime.exec(id, ['sh', '-c', 'cat /etc/second-layer && head -c 65536 /dev/zero > /root/written && chmod u+s /usr/bin/passwd && stat -c "%u:%g %n" /root/written /usr/bin/passwd']);
-          return { ...seen, wrote: wrote.stdout };
-        });
-        assert.equal(value.root, { fsType: 'overlay', idmapped: false });
-        assert.is(value.owners, '0:0 /\n0:42 /etc/shadow', 'the lower layers show the image owners inside');
-        assert.is(value.wrote, 'layer 2\n0:0 /root/written\n0:0 /usr/bin/passwd');
-        assert.match(log, /rebuilt the overlay rootfs over idmapped lower layers/);
-        assert.not.match(log, /shifting it with chown/);
-        assert.is(lstatSync(join(upper, 'root', 'written')).uid, hostId, 'a file written inside is the range root on disk');
-        const kb = Number((await session!.run(['du', '-sk', upper])).stdout.split('\t')[0]);
-        const largest = (await session!.run(['sh', '-c', `du -k -d 3 "$0" | sort -n | tail -3 | tac | head -2`, upper])).stdout.replaceAll(upper, '').replace(/\t/g, ' kB ').split('\n').join(', ');
-        console.log(`  ${name}: upper after a systemd boot and a 64 KiB write: ${kb} kB (largest: ${largest})`);
-        // The chown shift copied the whole rootfs up: about 200 MB.
-        assert.ok(kb < 20_000, `the upper holds only what the container wrote (${kb} kB)`);
-      } finally {
-        await session!.run(['umount', rootfs]);
-      }
-      const lowersAfter = [snapshot(lower1), snapshot(lower2)];
-      for (const [i, before] of lowersBefore.entries()) {
-        const changed = [...before].filter(([path, inode]) => JSON.stringify(lowersAfter[i]!.get(path)) !== JSON.stringify(inode)).map(([path]) => path);
-        assert.equal(changed, [], `lower layer ${i + 1} keeps every owner, mode, ACL and capability`);
-      }
-      assert.equal(await sessionMounts(work!.path(name, `ovl-${engineUserns}`)), [], 'nothing stays mounted once the engine unmounted the rootfs');
-      assert.equal(await sessionMounts(config.stateDir), []);
-    });
-  }
+      assert.is(lstatSync(join(upper, 'root', 'written')).uid, hostId, 'a file written inside is the range root on disk');
+      const kb = Number((await session!.run(['du', '-sk', upper])).stdout.split('\t')[0]);
+      const largest = (await session!.run(['sh', '-c', `du -k -d 3 "$0" | sort -n | tail -3 | tac | head -2`, upper])).stdout.replaceAll(upper, '').replace(/\t/g, ' kB ').split('\n').join(', ');
+      console.log(`  ${name}: upper after a systemd boot and a 64 KiB write: ${kb} kB (largest: ${largest})`);
+      // The chown shift copied the whole rootfs up: about 200 MB.
+      assert.ok(kb < 20_000, `the upper holds only what the container wrote (${kb} kB)`);
+    } finally {
+      await session!.run(['umount', rootfs]);
+    }
+    const lowersAfter = [snapshot(lower1), snapshot(lower2)];
+    for (const [i, before] of lowersBefore.entries()) {
+      const changed = [...before].filter(([path, inode]) => JSON.stringify(lowersAfter[i]!.get(path)) !== JSON.stringify(inode)).map(([path]) => path);
+      assert.equal(changed, [], `lower layer ${i + 1} keeps every owner, mode, ACL and capability`);
+    }
+    assert.equal(await sessionMounts(work!.path(name, `ovl-${engineUserns}`)), [], 'nothing stays mounted once the engine unmounted the rootfs');
+    assert.equal(await sessionMounts(config.stateDir), []);
+  });
 }
 
 test.run();
