@@ -9,8 +9,24 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { HostError, RefusedError, systemError } from '../errors';
 
-/** What an engine or a terminal may send the runtime while it runs (runc forwards them to the container in `run`). */
-export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+/**
+ * Signals not handed on: SIGKILL and SIGSTOP cannot be caught; SIGCHLD is
+ * the shim's own; SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGSYS are the
+ * process's own faults (Node must not run JavaScript on them); runc's
+ * signal proxy skips SIGURG too (signals.go), which Go uses for preemption.
+ */
+const NOT_FORWARDED = new Set(['SIGKILL', 'SIGSTOP', 'SIGCHLD', 'SIGSEGV', 'SIGBUS', 'SIGFPE', 'SIGILL', 'SIGTRAP', 'SIGSYS', 'SIGURG']);
+
+/**
+ * Every signal an engine or a terminal may send the runtime while it runs,
+ * one name per number: runc's `run` hands them all to the container, and a
+ * signal the shim did not catch would end the shim (Node's default action)
+ * and leave the runtime without its parent and the container's range held.
+ * Realtime signals (SIGRTMIN+n) have no name in Node and cannot be caught.
+ */
+export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
+  ...new Map(Object.entries(osConstants.signals).filter(([name]) => !NOT_FORWARDED.has(name)).map(([name, number]) => [number, name as NodeJS.Signals])).values(),
+];
 
 /** Where the runtime is looked for when the engine clears the environment (podman's conmon does for delete). */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

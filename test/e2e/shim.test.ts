@@ -303,6 +303,36 @@ if (skip) {
     assert.match(stdout, /got-winch[\s\S]*got-term/);
   });
 
+  lifecycle('the Node shim hands the runtime every signal it can catch, and stays until the runtime ends', async () => {
+    const fake = join(dir, 'fake-runtime-signals');
+    // Numbers, not names: 10 USR1, 14 ALRM, 20 TSTP, 30 PWR, 24 XCPU; TERM ends it.
+    writeFileSync(fake, `#!/bin/sh\nfor n in 10 14 20 30 24; do trap "echo got-$n" $n; done\ntrap 'echo got-term; exit 42' TERM\necho ready\nwhile :; do sleep 0.05; done\n`);
+    chmodSync(fake, 0o755);
+    const config = writeConfig({ name: 'signals-node', runtime: fake });
+    // `oci-userns runtime` is the Node shim itself; the front would exec the runtime for `state`.
+    const child = spawn(PROGRAM, ['runtime', 'state', 'x'], { env: { ...process.env, OCI_USERNS_CONFIG: config.path }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const seen = (text: string) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no '${text}' from the fake runtime in 20 s: ${stdout}`)), 20_000);
+      const check = () => stdout.includes(text) && (clearTimeout(timer), child.stdout.off('data', check), resolve());
+      child.stdout.on('data', check);
+      check();
+    });
+    try {
+      await seen('ready');
+      for (const [signal, n] of [['SIGUSR1', 10], ['SIGALRM', 14], ['SIGTSTP', 20], ['SIGPWR', 30], ['SIGXCPU', 24]] as const) {
+        child.kill(signal);
+        await seen(`got-${n}`);
+      }
+      child.kill('SIGTERM');
+      assert.is(await exited, 42, stdout);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   const podmanNames: string[] = [];
   if (await commandExists('podman')) {
     lifecycle('podman --runtime <the shim> --systemd=always, no --userns: two systemd containers boot in disjoint user namespaces; podman rm frees both ranges', async () => {
