@@ -38,11 +38,15 @@ export interface HookFacts {
     shifted: boolean;
     /**
      * A directory above the rootfs that only root and the container's range
-     * can search (lib/rootfs/access.ts closedAncestor); absent when every
-     * host user can reach the rootfs, or when shift.method is chown (then it
-     * is not looked at).
+     * can search, set only when every other place its raw tree shows (bind
+     * mounts, other mounts of its filesystem) is closed too
+     * (lib/rootfs/access.ts rawTreeAccess); absent when some host user can
+     * reach the raw tree, or when shift.method is chown (then it is not
+     * looked at).
      */
     closedBy?: string;
+    /** Where a host user can reach the raw tree, when closedBy is absent for that reason: the rootfs path or another mount of the tree. */
+    openAt?: string;
   };
 }
 
@@ -135,14 +139,15 @@ function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number, 
   const { method, mode, unmapped } = config.shift;
   if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
   if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
-  const { path, shifted, closedBy } = facts.rootfs;
+  const { path, shifted, closedBy, openAt } = facts.rootfs;
   if (mode === 'auto' && shifted) return { kind: 'skip', path, reason: 'already shifted' };
   const shift: ShiftStep = { kind: 'shift', path, mode, unmapped };
   if (method === 'chown' || shifted) return shift;
   if (closedBy === undefined) {
-    const why = `every host user can reach the rootfs ${path} (no directory above it is closed to users outside the container's range), so an idmapped rootfs would let them run setuid files made inside as host root`;
+    const where = openAt === undefined || openAt === path ? `the rootfs ${path}` : `the raw tree of the rootfs ${path} at ${openAt} (a mount that shows it)`;
+    const why = `every host user can reach ${where} (no directory above it is closed to users outside the container's range), so an idmapped rootfs would let them run setuid files made inside as host root`;
     if (method === 'auto') return { ...shift, idmapRefused: why };
-    const parent = dirname(path);
+    const parent = dirname(openAt ?? path);
     const uid = toHost(facts.mappings.uidMappings, 0);
     const gid = toHost(facts.mappings.gidMappings, 0);
     throw new RefusedError(why, { containerId, path, hint: `close its parent to others (chown ${uid}:${gid} ${parent} && chmod 0700 ${parent}), or set shift.method to auto or chown` });

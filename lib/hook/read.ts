@@ -12,7 +12,7 @@ import type { Logger } from '../log/logger';
 import { parseProcIdMap } from '../oci/idmap';
 import { readSpec, rootfsPath, specMappings, type Spec } from '../oci/spec';
 import { parseState, type ContainerState } from '../oci/state';
-import { closedAncestor } from '../rootfs/access';
+import { readRawTreeAccess } from '../rootfs/access';
 import { alreadyShifted, resolveRootfs } from '../shift/state';
 import { applicability, type ContainerMappings, type HookFacts, type HookStage } from './plan';
 
@@ -68,6 +68,6 @@ export async function readHook(opts: ReadOptions): Promise<HookRead> {
   if (rootfs === undefined) return { state, spec, facts: { mappings } };
   const path = resolveRootfs(rootfs, state.id);
   const shifted = alreadyShifted(path, { uid: mappings.uidMappings, gid: mappings.gidMappings }, config.stateDir);
-  const closedBy = config.shift.method === 'chown' ? undefined : await closedAncestor(path, mappings.uidMappings, { containerId: state.id });
-  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...(closedBy ? { closedBy } : {}) } } };
+  const access = config.shift.method === 'chown' ? undefined : await readRawTreeAccess(path, mappings.uidMappings, { containerId: state.id });
+  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...access } } };
 }

@@ -7,9 +7,10 @@
 
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { RefusedError, systemError } from '../errors';
+import { errnoCode, RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
 import { toContainer, type IdMapping } from '../oci/idmap';
+import { readMounts, treeExposures, treeOf } from './tree';
 
 export interface Searcher {
   uid: number;
@@ -91,23 +92,74 @@ export function closedToOthers(st: { uid: number; mode: number }, rangeUids: IdM
   return (st.mode & 0o011) === 0 && (st.uid === 0 || toContainer(rangeUids, st.uid) !== undefined);
 }
 
+/** Owner and mode of a directory on the way to a tree (lstat). */
+export interface DirFacts {
+  uid: number;
+  mode: number;
+}
+
+/** The first directory above `path` (from / down to its parent) that closedToOthers() accepts among `dirs`. Pure. */
+export function firstClosed(path: string, dirs: ReadonlyMap<string, DirFacts>, rangeUids: IdMapping[]): string | undefined {
+  return pathAndAncestors(dirname(path)).find((dir) => {
+    const st = dirs.get(dir);
+    return st !== undefined && closedToOthers(st, rangeUids);
+  });
+}
+
+/** Whether the raw tree is closed to other host users: the directory closing the rootfs's own path, or the first place that shows it open. */
+export type RawTreeAccess = { closedBy: string } | { openAt: string };
+
 /**
- * The first directory above the rootfs (from / down to its parent) that
- * closedToOthers() accepts, or undefined when every host user can reach the
- * rootfs. `rootfs` is a real path. Why it matters: through an idmapped
- * mount, what container root writes lands on disk as host root, so a setuid
- * file made inside is a host setuid-root file on the raw tree. Throws
- * SystemError when a stat fails.
+ * The safety rule of an idmapped rootfs (README "ID-mapped rootfs"),
+ * decided over facts. Through an idmapped mount, what container root
+ * writes lands on disk as host root, so a setuid file made inside is a
+ * host setuid-root file on the raw tree: every place the raw tree shows
+ * (the rootfs path itself and every exposure, lib/rootfs/tree.ts
+ * treeExposures: bind mounts, other mounts of its filesystem) needs a
+ * directory above it closed to every host user but root and the range.
+ * Pure; an exposure whose directories are missing from `dirs` is open.
  */
-export async function closedAncestor(rootfs: string, rangeUids: IdMapping[], opts: { containerId?: string } = {}): Promise<string | undefined> {
-  for (const dir of pathAndAncestors(dirname(rootfs))) {
-    let st;
-    try {
-      st = await fs.stat(dir);
-    } catch (error) {
-      throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
+export function rawTreeAccess(rootfs: string, exposures: readonly string[], dirs: ReadonlyMap<string, DirFacts>, rangeUids: IdMapping[]): RawTreeAccess {
+  const closedBy = firstClosed(rootfs, dirs, rangeUids);
+  if (closedBy === undefined) return { openAt: rootfs };
+  const open = exposures.find((path) => firstClosed(path, dirs, rangeUids) === undefined);
+  return open === undefined ? { closedBy } : { openAt: open };
+}
+
+/**
+ * Reads the facts of rawTreeAccess() for a real path `rootfs` and decides:
+ * its tree's exposures from mountinfo (`mountinfoPath`, default
+ * /proc/self/mountinfo), the owner and mode of every directory above each.
+ * A place that does not exist (hidden by a later mount) shows nothing.
+ * Throws SystemError when mountinfo or a stat cannot be read.
+ */
+export async function readRawTreeAccess(rootfs: string, rangeUids: IdMapping[], opts: { containerId?: string; mountinfoPath?: string } = {}): Promise<RawTreeAccess> {
+  const mounts = readMounts(opts.mountinfoPath);
+  const tree = treeOf(mounts, rootfs);
+  const dirs = new Map<string, DirFacts>();
+  const statAll = async (path: string) => {
+    for (const dir of pathAndAncestors(dirname(path))) {
+      if (dirs.has(dir)) continue;
+      try {
+        const st = await fs.stat(dir);
+        dirs.set(dir, { uid: st.uid, mode: st.mode });
+      } catch (error) {
+        throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
+      }
     }
-    if (closedToOthers(st, rangeUids)) return dir;
+  };
+  await statAll(rootfs);
+  const exposures: string[] = [];
+  for (const path of tree ? treeExposures(mounts, tree) : []) {
+    if (path === rootfs) continue;
+    try {
+      await fs.lstat(path);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') continue;
+      throw systemError('cannot stat', path, error, { containerId: opts.containerId });
+    }
+    await statAll(path);
+    exposures.push(path);
   }
-  return undefined;
+  return rawTreeAccess(rootfs, exposures, dirs, rangeUids);
 }

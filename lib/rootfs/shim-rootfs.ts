@@ -26,7 +26,7 @@ import type { Logger } from '../log/logger';
 import { toHost, type IdMapping } from '../oci/idmap';
 import { readStateFast } from '../shift/state';
 import { parseMountinfo, visibleMounts, type Mount } from '../sys/mountinfo';
-import { closedAncestor } from './access';
+import { readRawTreeAccess } from './access';
 import { idmapMount } from './idmap-mount';
 import { mappingUserns } from './mapping-userns';
 import { mountTool } from './mount-tool';
@@ -66,8 +66,10 @@ export interface ShimRootfsFacts {
   rootOwner: { uid: number; gid: number };
   /** A shift state is recorded for this path (the chown engine owns it: a shifted or half-shifted tree). */
   shiftRecorded: boolean;
-  /** A directory above the raw tree closed to every host user but root (lib/rootfs/access.ts closedAncestor). */
+  /** A directory above the raw tree closed to every host user but root, at every place the tree shows (lib/rootfs/access.ts rawTreeAccess). */
   rawClosedBy?: string;
+  /** Else where a host user can reach the raw tree: the rootfs path or another mount of it. */
+  rawOpenAt?: string;
   /** For an overlay: its upper directory's owner and whether it is empty, and its lower layers' roots' owners. */
   upper?: { uid: number; gid: number; empty: boolean };
   lowerOwners?: Array<{ uid: number; gid: number }>;
@@ -96,7 +98,8 @@ export function shimRoute(facts: ShimRootfsFacts, range: { uid: number; gid: num
   if (facts.rootOwner.uid !== 0 || facts.rootOwner.gid !== 0) return { route: 'chown', reason: `the rootfs is owned by ${facts.rootOwner.uid}:${facts.rootOwner.gid}, not by host root` };
   if (facts.mountAt?.mountOptions.includes('idmapped')) return { route: 'chown', reason: 'the rootfs is an idmapped mount already' };
   if (facts.rawClosedBy === undefined) {
-    return { route: 'chown', reason: 'every host user can reach the raw rootfs (no directory above it is closed to all but root), so files container root writes through an idmapped mount would be host root files within their reach' };
+    const where = facts.rawOpenAt === undefined ? 'the raw rootfs' : `the raw rootfs at ${facts.rawOpenAt}`;
+    return { route: 'chown', reason: `every host user can reach ${where} (no directory above it is closed to all but root), so files container root writes through an idmapped mount would be host root files within their reach` };
   }
   return { route: 'directory' };
 }
@@ -112,8 +115,9 @@ async function readFacts(rootfs: string, opts: ShimRootfsOptions): Promise<ShimR
     facts.upper = { uid: upper.uid, gid: upper.gid, empty: (await fs.readdir(layout.upperdir)).length === 0 };
     facts.lowerOwners = await Promise.all(layout.lowerdirs.map(async (dir) => fs.stat(dir).then((s) => ({ uid: s.uid, gid: s.gid }))));
   } else {
-    const closed = await closedAncestor(rootfs, [], { containerId: opts.containerId });
-    if (closed) facts.rawClosedBy = closed;
+    const access = await readRawTreeAccess(rootfs, [], { containerId: opts.containerId, mountinfoPath: opts.mountinfoPath });
+    if ('closedBy' in access) facts.rawClosedBy = access.closedBy;
+    else facts.rawOpenAt = access.openAt;
   }
   return facts;
 }

@@ -2,6 +2,8 @@
 // and where. Pure: callers read the file and pass its text.
 
 export interface Mount {
+  /** st_dev of the filesystem, `major:minor` (field 3): with `root`, which tree of which filesystem is mounted here. */
+  device: string;
   /** Root of the mount within its filesystem (a cgroup namespace or bind mount shows a subpath). */
   root: string;
   mountPoint: string;
@@ -23,6 +25,7 @@ export function parseMountinfo(text: string): Mount[] {
     const after = line.slice(separator + 3).split(' ');
     if (before.length < 6 || after.length < 3) continue;
     mounts.push({
+      device: before[2]!,
       root: unescape(before[3]!),
       mountPoint: unescape(before[4]!),
       mountOptions: before[5]!.split(','),

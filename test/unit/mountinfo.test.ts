@@ -5,7 +5,7 @@ import { cgroup2Mount, parseMountinfo } from '../../lib/sys/mountinfo';
 const test = suite('mountinfo');
 test('fields, with escaped mount points and roots', () => {
   const [mount] = parseMountinfo('50 31 0:40 /sub\\040dir /mnt/with\\040space rw,nosuid - ext4 /dev/sda1 rw,errors=remount-ro\n');
-  assert.equal(mount, { root: '/sub dir', mountPoint: '/mnt/with space', mountOptions: ['rw', 'nosuid'], fsType: 'ext4', superOptions: ['rw', 'errors=remount-ro'] });
+  assert.equal(mount, { device: '0:40', root: '/sub dir', mountPoint: '/mnt/with space', mountOptions: ['rw', 'nosuid'], fsType: 'ext4', superOptions: ['rw', 'errors=remount-ro'] });
 });
 test('cgroup2Mount: the hybrid layout, and a later mount hiding an earlier one', () => {
   const hybrid = [

@@ -1,10 +1,10 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
-import { closedAncestor, closedToOthers, maySearch, openPathToRootfs, pathAndAncestors } from '../../lib/rootfs/access';
+import { closedToOthers, maySearch, openPathToRootfs, pathAndAncestors, rawTreeAccess, readRawTreeAccess } from '../../lib/rootfs/access';
 import { rejects } from '../helpers/assert-error';
 
 const ROOT = { uid: 1879179264, gid: 1879179264 };
@@ -50,7 +50,7 @@ open('refuses, changing nothing, when a directory above the parent blocks', asyn
 });
 open.run();
 
-const closed = suite('closedToOthers and closedAncestor: the safety rule of an idmapped rootfs');
+const closed = suite('closedToOthers and rawTreeAccess: the safety rule of an idmapped rootfs');
 const RANGE = [{ containerID: 0, hostID: 300000, size: 65536 }];
 closed('closed: owned by root or the range, no search bit for group (the ACL mask) or others', () => {
   assert.ok(closedToOthers({ uid: 300000, mode: 0o40700 }, RANGE));
@@ -67,16 +67,56 @@ closed.before.each(() => {
   chmodSync(tree, 0o755);
 });
 closed.after.each(() => rmSync(tree, { recursive: true, force: true }));
-closed('the first closed directory above the rootfs, or undefined when the way is open', async () => {
+// One ext4 at /, as seen by a process whose mountinfo is written here.
+const mountinfo = (...lines: string[]) => {
+  const path = join(tree, 'mountinfo');
+  writeFileSync(path, ['22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw', ...lines].map((l) => `${l}\n`).join(''));
+  return path;
+};
+closed('the first closed directory above the rootfs, or where the raw tree is open', async () => {
   // The current user stands for the range, so this runs without root.
   const range = [{ containerID: 0, hostID: process.getuid!(), size: 1 }];
   const rootfs = join(tree, 'bundle', 'rootfs');
   mkdirSync(rootfs, { recursive: true, mode: 0o755 });
   chmodSync(join(tree, 'bundle'), 0o755);
-  assert.is(await closedAncestor(rootfs, range), undefined, 'tmpdir is 1777 and everything below 0755');
+  const opts = { mountinfoPath: mountinfo() };
+  assert.equal(await readRawTreeAccess(rootfs, range, opts), { openAt: rootfs }, 'tmpdir is 1777 and everything below 0755');
   chmodSync(rootfs, 0o700);
-  assert.is(await closedAncestor(rootfs, range), undefined, 'the rootfs itself does not count: it is the image\'s /');
+  assert.equal(await readRawTreeAccess(rootfs, range, opts), { openAt: rootfs }, "the rootfs itself does not count: it is the image's /");
   chmodSync(join(tree, 'bundle'), 0o700);
-  assert.is(await closedAncestor(rootfs, range), join(tree, 'bundle'));
+  assert.equal(await readRawTreeAccess(rootfs, range, opts), { closedBy: join(tree, 'bundle') });
+});
+closed('a bind mount of the rootfs under an open directory opens the raw tree; an idmapped one or one hidden by a later mount does not', async () => {
+  const range = [{ containerID: 0, hostID: process.getuid!(), size: 1 }];
+  const rootfs = join(tree, 'bundle', 'rootfs');
+  const view = join(tree, 'open', 'view');
+  mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+  mkdirSync(view, { recursive: true, mode: 0o755 });
+  chmodSync(join(tree, 'bundle'), 0o700);
+  chmodSync(join(tree, 'open'), 0o755);
+  const bind = `40 22 8:1 ${rootfs} ${view} rw - ext4 /dev/sda1 rw`;
+  assert.equal(await readRawTreeAccess(rootfs, range, { mountinfoPath: mountinfo(bind) }), { openAt: view });
+  const binOnly = `41 22 8:1 ${rootfs}/bin ${view} rw - ext4 /dev/sda1 rw`;
+  assert.equal(await readRawTreeAccess(rootfs, range, { mountinfoPath: mountinfo(binOnly) }), { openAt: view }, 'a part of the tree');
+  const idmapped = `42 22 8:1 ${rootfs} ${view} rw,idmapped - ext4 /dev/sda1 rw`;
+  assert.equal(await readRawTreeAccess(rootfs, range, { mountinfoPath: mountinfo(idmapped) }), { closedBy: join(tree, 'bundle') });
+  const elsewhere = `43 22 8:1 ${rootfs} ${join(tree, 'open', 'gone')} rw - ext4 /dev/sda1 rw`;
+  assert.equal(await readRawTreeAccess(rootfs, range, { mountinfoPath: mountinfo(elsewhere) }), { closedBy: join(tree, 'bundle') }, 'a mount point that no longer shows (hidden)');
+  chmodSync(join(tree, 'open'), 0o700);
+  assert.equal(await readRawTreeAccess(rootfs, range, { mountinfoPath: mountinfo(bind) }), { closedBy: join(tree, 'bundle') }, 'the bind is behind a closed directory too');
+});
+closed('rawTreeAccess: every exposure needs a closed directory above it (pure)', () => {
+  const range = [{ containerID: 0, hostID: 300000, size: 65536 }];
+  const dirs = new Map([
+    ['/', { uid: 0, mode: 0o40755 }],
+    ['/closed', { uid: 0, mode: 0o40700 }],
+    ['/open', { uid: 0, mode: 0o40755 }],
+    ['/ranged', { uid: 300000, mode: 0o40700 }],
+  ]);
+  assert.equal(rawTreeAccess('/closed/rootfs', [], dirs, range), { closedBy: '/closed' });
+  assert.equal(rawTreeAccess('/closed/rootfs', ['/ranged/view'], dirs, range), { closedBy: '/closed' });
+  assert.equal(rawTreeAccess('/closed/rootfs', ['/ranged/view', '/open/rootfs'], dirs, range), { openAt: '/open/rootfs' });
+  assert.equal(rawTreeAccess('/closed/rootfs', ['/unknown/x'], dirs, range), { openAt: '/unknown/x' }, 'no facts: open');
+  assert.equal(rawTreeAccess('/open/rootfs', ['/closed/view'], dirs, range), { openAt: '/open/rootfs' });
 });
 closed.run();
