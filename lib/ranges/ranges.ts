@@ -24,7 +24,7 @@ import { isRunning, processStart } from '../sys/process-identity';
 import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
 import type { RangesInUse } from './allocator';
 import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
-import { refuseRootfsInUse } from './rootfs-users';
+import { recordedRootfs, refuseRootfsInUse } from './rootfs-users';
 import { readPool } from './subid';
 import { readForeignRangesInUse, readProcessMaps, userNamespaceInode } from './userns-scan';
 
@@ -38,6 +38,8 @@ interface Common {
   lockTimeoutMs?: number;
   /** containers/storage roots whose container lists count as in use; default /var/lib/containers/storage and /run/containers/storage. */
   storageRoots?: readonly string[];
+  /** The mountinfo a rootfs's tree is read from (lib/rootfs/tree.ts); /proc/self/mountinfo by default (tests). */
+  mountinfoPath?: string;
 }
 
 async function isLive(entry: RangeEntry, procRoot?: string): Promise<boolean> {
@@ -101,8 +103,9 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const gidMappings = validateIdMap(opts.gidMappings, `container ${id} gidMappings`);
   const pidStart = opts.pid === undefined ? undefined : await processStart(opts.pid, procRoot);
   const ownNamespace = opts.pid === undefined ? undefined : userNamespaceInode(opts.pid, procRoot);
+  const rootfs = recordedRootfs(opts.rootfs, opts.mountinfoPath);
   return updateRegistry(opts, async (entries) => {
-    if (opts.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: opts.rootfs, uidMappings, gidMappings, procRoot });
+    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, procRoot });
     const existing = entries.find((e) => e.id === id);
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
     const { live, gone } = await partitionLive(
@@ -134,7 +137,7 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       ...(opts.pid !== undefined ? { pid: opts.pid, pidStart } : {}),
       ...(opts.runtimeRoot !== undefined ? { runtimeRoot: opts.runtimeRoot } : {}),
-      ...(opts.rootfs !== undefined ? { rootfs: opts.rootfs } : {}),
+      ...rootfs,
       ...(joined ? { joined: joined.joined ?? joined.id } : {}),
     };
     if (entry.pidStart === undefined) delete entry.pidStart;
@@ -179,6 +182,7 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
   const { blockAlignedSize, chooseRange } = await import('./allocator');
   const size = opts.size === undefined ? undefined : blockAlignedSize(opts.size, opts.pool.blockSize);
   const pool = await readPool({ pool: opts.pool, passwdFile: opts.passwdFile, logger });
+  const rootfs = recordedRootfs(opts.rootfs, opts.mountinfoPath);
   return updateRegistry(opts, async (entries) => {
     const existing = entries.find((e) => e.id === id);
     if (existing) {
@@ -189,7 +193,7 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
           hint: `release it first: oci-userns release ${id}`,
         });
       }
-      if (opts.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: opts.rootfs, uidMappings: existing.uidMappings, gidMappings: existing.gidMappings, procRoot: opts.procRoot });
+      if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings: existing.uidMappings, gidMappings: existing.gidMappings, procRoot: opts.procRoot });
       return { entries, result: existing };
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
@@ -203,9 +207,9 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
       gidMappings: choice.gidMappings,
       since: new Date().toISOString(),
       source: opts.source,
-      ...(opts.rootfs !== undefined ? { rootfs: opts.rootfs } : {}),
+      ...rootfs,
     };
-    if (opts.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: opts.rootfs, procRoot: opts.procRoot });
+    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, procRoot: opts.procRoot });
     logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, {
       containerId: id,
       preferred: choice.preferred,

@@ -39,6 +39,8 @@ export interface RangeEntry {
   runtimeRoot?: string;
   /** Real path of the container's rootfs, when the hook or the shim knew it (lib/ranges/rootfs-users.ts). */
   rootfs?: string;
+  /** Its tree, `major:minor:path inside the filesystem` (lib/rootfs/tree.ts treeKey): what the rootfs-in-use check compares; absent in entries written before. */
+  rootfsTree?: string;
   /** The registered container whose user namespace this one joined by path (runtime-spec linux.namespaces path): it shares that range. */
   joined?: string;
 }
@@ -107,6 +109,7 @@ function parseEntry(value: unknown, index: number, path: string): RangeEntry {
   optional('runtimeRoot', 'string');
   optional('joined', 'string');
   optional('rootfs', 'string');
+  optional('rootfsTree', 'string');
   optional('pid', 'number');
   optional('pidStart', 'number');
   for (const key of ['uidMappings', 'gidMappings']) {

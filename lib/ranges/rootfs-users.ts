@@ -1,11 +1,15 @@
 // Which live containers use a rootfs: the registry records each
-// container's rootfs (its real path) when the hook guards it or the shim
-// allocates for it. A tree shifted to other ids under a running container
+// container's rootfs (its real path, for people, and its tree: device and
+// path inside the filesystem, lib/rootfs/tree.ts) when the hook guards it
+// or the shim allocates for it. Trees are compared, not paths: the hook
+// sees the shim's idmapped mount of a tree (STATEDIR/rootfs/ID/root), a
+// person may name it through a bind mount; both are the same tree. A tree shifted to other ids under a running container
 // shows that container every file as 65534 (issue 14, item 3), so the hook,
 // the shim and `oci-userns shift` refuse before changing anything.
 
 import { RefusedError } from '../errors';
 import { formatIdMap, isIdentity, sameIdMap, type IdMap } from '../oci/idmap';
+import { readTreeKey } from '../rootfs/tree';
 import { isRunning } from '../sys/process-identity';
 import { checkStateDir, readRegistry, type RangeEntry } from './registry';
 
@@ -14,6 +18,8 @@ export interface RootfsUse {
   id?: string;
   /** Real path of the rootfs. */
   rootfs: string;
+  /** Its tree, lib/rootfs/tree.ts treeKey; entries or uses without one are compared by path. */
+  tree?: string;
   /** The ids the tree is about to get; the identity for an unshift. */
   uidMappings: IdMap;
   gidMappings: IdMap;
@@ -25,24 +31,41 @@ export interface RootfsUse {
  * liveness: its recorded process runs, or it has none yet) uses the rootfs
  * with other ids. Changes nothing.
  */
+/** The rootfs (a real path) and its tree, as an entry records them; nothing when there is none. SystemError when mountinfo cannot be read. */
+export function recordedRootfs(rootfs: string | undefined, mountinfoPath?: string): Pick<RangeEntry, 'rootfs' | 'rootfsTree'> {
+  if (rootfs === undefined) return {};
+  const tree = readTreeKey(rootfs, mountinfoPath);
+  return { rootfs, ...(tree !== undefined ? { rootfsTree: tree } : {}) };
+}
+
+/** Whether an entry's rootfs is the tree in use: by tree when both know theirs (entries written before trees were recorded have none), else by path. */
+export function sameRootfs(e: Pick<RangeEntry, 'rootfs' | 'rootfsTree'>, use: Pick<RootfsUse, 'rootfs' | 'tree'>): boolean {
+  return e.rootfsTree !== undefined && use.tree !== undefined ? e.rootfsTree === use.tree : e.rootfs === use.rootfs;
+}
+
 export async function refuseRootfsInUse(entries: readonly RangeEntry[], use: RootfsUse): Promise<void> {
   const users: RangeEntry[] = [];
   for (const e of entries) {
-    if (e.id === use.id || e.rootfs !== use.rootfs) continue;
+    if (e.id === use.id || !sameRootfs(e, use)) continue;
     if (sameIdMap(e.uidMappings, use.uidMappings) && sameIdMap(e.gidMappings, use.gidMappings)) continue;
     if (e.pid === undefined || (await isRunning(e.pid, e.pidStart, use.procRoot))) users.push(e);
   }
   if (users.length === 0) return;
   const ids = isIdentity(use.uidMappings) ? 'its original owners' : `uids ${formatIdMap(use.uidMappings)}`;
-  throw new RefusedError(`rootfs ${use.rootfs} is in use by container ${users.map((e) => `${e.id} (uids ${formatIdMap(e.uidMappings)})`).join(', ')}: shifting it to ${ids}${use.id ? ` for container ${use.id}` : ''} would take its files from under it`, {
+  throw new RefusedError(`rootfs ${use.rootfs} is in use by container ${users.map((e) => `${e.id} (uids ${formatIdMap(e.uidMappings)}${e.rootfs !== use.rootfs ? `, through ${e.rootfs}` : ''})`).join(', ')}: shifting it to ${ids}${use.id ? ` for container ${use.id}` : ''} would take its files from under it`, {
     ...(use.id ? { containerId: use.id } : {}),
     path: use.rootfs,
     hint: 'stop that container first, give this one the same ids, or give it a copy of the rootfs',
   });
 }
 
-/** refuseRootfsInUse against the registry as it is on disk (no lock: for `oci-userns shift`, which takes the tree's lock). */
-export async function refuseRootfsInUseNow(stateDir: string, use: RootfsUse): Promise<void> {
+/**
+ * refuseRootfsInUse against the registry as it is on disk (no lock: for
+ * `oci-userns shift`, which takes the tree's lock), with the tree of
+ * `use.rootfs` read from this process's mountinfo when not given.
+ */
+export async function refuseRootfsInUseNow(stateDir: string, use: RootfsUse, opts: { mountinfoPath?: string } = {}): Promise<void> {
   if (!(await checkStateDir(stateDir, false))) return;
-  await refuseRootfsInUse(await readRegistry(stateDir), use);
+  const tree = use.tree ?? readTreeKey(use.rootfs, opts.mountinfoPath);
+  await refuseRootfsInUse(await readRegistry(stateDir), { ...use, ...(tree !== undefined ? { tree } : {}) });
 }

@@ -1,9 +1,13 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
 import { IDENTITY, parseIdMap } from '../../lib/oci/idmap';
-import type { RangeEntry } from '../../lib/ranges/registry';
-import { refuseRootfsInUse } from '../../lib/ranges/rootfs-users';
+import { guardContainer } from '../../lib/ranges/ranges';
+import { readRegistry, type RangeEntry } from '../../lib/ranges/registry';
+import { refuseRootfsInUse, refuseRootfsInUseNow } from '../../lib/ranges/rootfs-users';
 import { rejects } from '../helpers/assert-error';
 
 const X = parseIdMap('0:100000:65536');
@@ -23,4 +27,43 @@ test('the same ids, another tree, the container itself, or a container whose pro
   await refuseRootfsInUse([a], { id: 'a', rootfs: '/srv/r', uidMappings: Y, gidMappings: Y });
   await refuseRootfsInUse([{ ...a, pid: 2 ** 22 + 1 }], { id: 'b', rootfs: '/srv/r', uidMappings: Y, gidMappings: Y });
 });
+test('compared by tree when both know theirs: another path to the same tree is the same rootfs', async () => {
+  const tree = { ...a, rootfs: '/var/lib/oci-userns/rootfs/a/root', rootfsTree: '8:2:/b/rootfs' };
+  await rejects(refuseRootfsInUse([tree], { rootfs: '/srv/b/rootfs', tree: '8:2:/b/rootfs', uidMappings: Y, gidMappings: Y }), RefusedError, 'through /var/lib/oci-userns/rootfs/a/root');
+  await refuseRootfsInUse([tree], { rootfs: '/var/lib/oci-userns/rootfs/a/root', tree: '8:2:/other', uidMappings: Y, gidMappings: Y });
+  await rejects(refuseRootfsInUse([a], { rootfs: '/srv/r', tree: '8:2:/r', uidMappings: Y, gidMappings: Y }), RefusedError, 'in use by container a', 'an entry without a tree: by path');
+});
 test.run();
+
+// The registry as the shim's directory route leaves it: the hook guards the
+// container through its idmapped mount; `oci-userns shift` names the raw
+// tree, or a bind of it.
+const registry = suite('the registry records the tree, and shift/unshift compare it');
+let dir = '';
+registry.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'oci-userns-rootfs-users-'));
+  mkdirSync(join(dir, 'proc'));
+  writeFileSync(
+    join(dir, 'mountinfo'),
+    [
+      '22 1 8:1 / / rw - ext4 /dev/sda1 rw',
+      '30 22 8:2 / /srv rw - ext4 /dev/sdb1 rw',
+      '31 22 8:2 /b/rootfs /state/rootfs/a/root rw,idmapped - ext4 /dev/sdb1 rw',
+      '32 22 8:2 /b/rootfs /mnt/view rw - ext4 /dev/sdb1 rw',
+    ].join('\n'),
+  );
+});
+registry.after.each(() => rmSync(dir, { recursive: true, force: true }));
+registry('a container guarded through the idmapped mount holds the raw tree and its binds', async () => {
+  const stateDir = join(dir, 'state');
+  const mountinfoPath = join(dir, 'mountinfo');
+  await guardContainer({ stateDir, procRoot: join(dir, 'proc'), storageRoots: [], mountinfoPath, id: 'a', uidMappings: X, gidMappings: X, source: 'shim', overlap: 'refuse', rootfs: '/state/rootfs/a/root' });
+  const [entry] = await readRegistry(stateDir);
+  assert.is(entry?.rootfs, '/state/rootfs/a/root', 'the path stays for people');
+  assert.is(entry?.rootfsTree, '8:2:/b/rootfs');
+  for (const rootfs of ['/srv/b/rootfs', '/mnt/view']) {
+    await rejects(refuseRootfsInUseNow(stateDir, { rootfs, uidMappings: Y, gidMappings: Y }, { mountinfoPath }), RefusedError, 'in use by container a');
+  }
+  await refuseRootfsInUseNow(stateDir, { rootfs: '/srv/b/other', uidMappings: Y, gidMappings: Y }, { mountinfoPath });
+});
+registry.run();
