@@ -5,7 +5,7 @@
 // a separate file of the build) and from the rootfs marker (marker.ts,
 // which spawns getfattr) so that answering it loads neither.
 
-import { lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, type BigIntStats, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { basename, isAbsolute, join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
@@ -129,10 +129,32 @@ function readStateFile(path: string): ShiftState | undefined {
   }
 }
 
-/** The state file alone: no process spawned, for the O(1) check on the hook path. */
+/**
+ * The state file alone, when it still describes the tree at `rootfs`: no
+ * process spawned (the marker is not read), for the O(1) checks on the
+ * hook's and the shim's paths. A record is tied to its tree (issue 14 #2):
+ * it counts only when the root directory is the inode it recorded (number
+ * and birth time, lstat) and has an owner the record allows (ownerFits), so
+ * a tree unpacked again at the same path is not taken for the shifted one.
+ * Records written before trees were identified are checked by owner alone.
+ */
 export function readStateFast(stateDir: string, rootfs: string): ShiftState | undefined {
   const state = readStateFile(statePaths(stateDir, rootfs).state);
-  return state?.rootfs === rootfs ? state : undefined;
+  if (state?.rootfs !== rootfs) return undefined;
+  let st;
+  try {
+    st = lstatSync(rootfs, { bigint: true });
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
+    throw systemError('cannot stat', rootfs, error);
+  }
+  return describesTree(state, st) ? state : undefined;
+}
+
+/** Whether a record is of the tree whose root directory has this lstat: same inode and birth time when it recorded them, an owner it allows. */
+function describesTree(state: ShiftState, st: BigIntStats): boolean {
+  if (state.tree && (state.tree.ino !== st.ino.toString() || state.tree.birthNs !== st.birthtimeNs.toString())) return false;
+  return ownerFits(state, { uid: Number(st.uid), gid: Number(st.gid) });
 }
 
 /** Replaces the state file atomically and durably (mode 0600). SystemError naming it when that fails. */
@@ -215,9 +237,7 @@ function treeReplaced(state: ShiftState): boolean {
     throw systemError('cannot stat', state.rootfs, error);
   }
   if (!st.isDirectory()) return true;
-  if (state.pending) return false;
-  if (state.tree && (state.tree.ino !== st.ino.toString() || state.tree.birthNs !== st.birthtimeNs.toString())) return true;
-  return !ownerFits(state, { uid: Number(st.uid), gid: Number(st.gid) });
+  return !state.pending && !describesTree(state, st);
 }
 
 /** The rootfs's real path; it must be an existing directory. */

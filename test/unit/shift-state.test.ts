@@ -35,6 +35,23 @@ test('written 0600 under stateDir/shift and read back; a record of another rootf
   assert.is(readStateFast(stateDir, join(work, 'never-shifted')), undefined);
 });
 
+test('a record of the tree once at this path (another root inode, or an owner it does not allow) reads as none on the fast path', () => {
+  const st = statSync(rootfs, { bigint: true });
+  const tree = { id: 'abc', ino: st.ino.toString(), birthNs: st.birthtimeNs.toString() };
+  writeStateFile(stateDir, state({ tree }));
+  assert.equal(readStateFast(stateDir, rootfs), state({ tree }), 'its own tree');
+  writeStateFile(stateDir, state({ tree: { ...tree, ino: `${st.ino + 1n}` } }));
+  assert.is(readStateFast(stateDir, rootfs), undefined, 'the tree was replaced: another inode');
+  rmSync(rootfs, { recursive: true });
+  mkdirSync(rootfs);
+  writeStateFile(stateDir, state({ tree }));
+  const again = statSync(rootfs, { bigint: true });
+  if (again.ino !== st.ino || again.birthtimeNs !== st.birthtimeNs) assert.is(readStateFast(stateDir, rootfs), undefined, 'unpacked again at the same path');
+  const other = parseIdMap(`0:${me() + 1}:1`);
+  writeStateFile(stateDir, state({ current: { uid: other, gid: other } }));
+  assert.is(readStateFast(stateDir, rootfs), undefined, 'a record without a tree: the owner it allows is not the root directory\'s');
+});
+
 test('state, journal and lock paths are per rootfs, and the lock is a directory name of its own', () => {
   const a = statePaths(stateDir, '/a');
   const b = statePaths(stateDir, '/b');
