@@ -7,10 +7,12 @@
 // a parent closed to other host users (idmapped; the host user cannot reach
 // the file) or, when every host user can reach the rootfs, is shifted with
 // chown instead (the file is the range's root, not host root); shift.method
-// idmap refuses the open rootfs. Needs root, runc, cc (static), runuser and
+// idmap refuses the open rootfs. The raw tree counts wherever it shows: a
+// rootfs behind a closed directory that is a bind mount of a tree under open
+// directories is open. Needs root, runc, cc (static), runuser and
 // a user named nobody.
 
-import { chmodSync, copyFileSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
@@ -33,7 +35,8 @@ import {
   writeProgramConfig,
 } from './harness';
 
-const HOST_ID = 300000;
+// Far from the ranges other suites use: the hook's guard sees their live containers host-wide.
+const HOST_ID = 3_600_000_000;
 const SIZE = 65536;
 const NAME = 'idmapped rootfs safety: no host user gets euid 0 from a setuid file made inside';
 // Made inside the container by container root: a copy of /bin/euid, setuid.
@@ -84,7 +87,7 @@ if (skip) {
     await Promise.all([buildProgram(), buildIdmapHelper()]);
     work = Workspace.create('oci-userns-idmap-safety-');
     euidProgram = work.path('euid');
-    writeFileSync(`${euidProgram}.c`, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%d\\n", (int)geteuid()); return 0; }\n');
+    writeFileSync(`${euidProgram}.c`, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%u\\n", (unsigned)geteuid()); return 0; }\n');
     await execa('cc', ['-static', '-O2', '-o', euidProgram, `${euidProgram}.c`]);
     session = await Session.open();
   });
@@ -120,11 +123,48 @@ if (skip) {
     assert.is((await runAsNobody(join(root, 'suid-euid'))).all, `euid=${HOST_ID}`);
   });
 
+  /**
+   * B/closed/rootfs (B/closed: 0700, the range's) is a bind mount, made in
+   * the session's mount namespace where the runtime and the hook run, of
+   * B/open/rootfs (B, B/open: 0755): the rootfs's own path is closed, its
+   * raw tree is not. Unmounted whatever happens.
+   */
+  async function withBoundRootfs(name: string, body: (paths: { open: string; closed: string }) => Promise<void>): Promise<void> {
+    const open = rootfs(work!.path(name, 'B', 'open', 'rootfs'));
+    const closed = work!.path(name, 'B', 'closed', 'rootfs');
+    mkdirSync(closed, { mode: 0o755 });
+    closeParentToRange(closed, HOST_ID);
+    const bound = await session!.run(['mount', '--bind', open, closed]);
+    assert.is(bound.exitCode, 0, bound.all);
+    try {
+      await body({ open, closed });
+    } finally {
+      await session!.run(['umount', closed]);
+    }
+  }
+
+  test('auto, a closed rootfs path that is a bind mount of a tree under open directories: shifted with chown; nobody gets no euid 0 on the raw tree', async () => {
+    await withBoundRootfs('bound', async ({ open, closed }) => {
+      const result = await runContainer('bound', closed, configured(work!.path('bound', 'config')));
+      assert.is(result.exitCode, 0, result.all);
+      assert.is((await runAsNobody(join(open, 'suid-euid'))).all, `euid=${HOST_ID}`, 'the raw tree at the open path holds no host setuid-root file');
+    });
+  });
+
+  test('shift.method idmap, a closed rootfs path that is a bind mount of an open tree: refused, naming the open path', async () => {
+    await withBoundRootfs('bound-idmap', async ({ open, closed }) => {
+      const result = await runContainer('bound-idmap', closed, configured(work!.path('bound-idmap', 'config'), { shift: { method: 'idmap' } }));
+      assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
+      assert.match(result.all, `at ${open} (a mount that shows it)`);
+      assert.not.ok(existsSync(join(open, 'suid-euid')));
+    });
+  });
+
   test('shift.method idmap, rootfs every host user can reach: the container is refused, nothing made', async () => {
     const root = rootfs(work!.path('refused', 'rootfs'));
     const result = await runContainer('refused', root, configured(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
     assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
-    assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 300000:300000 /);
+    assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 3600000000:3600000000 /);
     assert.not.ok(existsSync(join(root, 'suid-euid')));
   });
 }
