@@ -4,18 +4,22 @@
 // container uses is not shifted to other ids under it (item 3); a file
 // capability v3 whose rootid is a build namespace's works inside (item 6).
 // Needs root, runc, busybox-static and setcap.
-import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BUSYBOX, buildProgram, buildSpec, busyboxRootfs, programHook, Runtime, Session, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
+import { BUSYBOX, buildIdmapHelper, buildProgram, buildSpec, busyboxRootfs, PROGRAM, programHook, Runtime, Session, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
 import { skippedUnless } from '../helpers/skip';
 import type { Spec } from '../../lib/oci/spec';
 
 const NAME = 'the rootfs step under real runc: replaced trees, trees in use, capabilities';
-const X = { hostId: 400000, size: 65536 };
-const Y = { hostId: 500000, size: 65536 };
+// Far from the ranges other suites use: the hook's guard sees their live containers host-wide.
+const X = { hostId: 3_500_000_000, size: 65536 };
+const Y = { hostId: 3_500_131_072, size: 65536 };
+/** The shim's pool (private subuid and subgid files; blocks are 65536-aligned), and where `oci-userns shift` is asked to move a tree in use. */
+const POOL_START = 53_410 * 65536;
+const ELSEWHERE = 3_700_000_000;
 const STAGES = ['prestart', 'createRuntime', 'poststop'] as const;
 
 const skip = await skipReason({ runtimes: ['runc'], commands: ['setcap'], files: [{ path: BUSYBOX, hint: 'apt-get install busybox-static' }] });
@@ -40,7 +44,7 @@ function spec(rootfs: string, configPath: string, args: string[], userns: { host
 const log = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
 
 test.before(async () => {
-  await buildProgram();
+  await Promise.all([buildProgram(), buildIdmapHelper()]);
   work = Workspace.create('oci-userns-rootfs-runc-');
   session = await Session.open();
   runc = new Runtime(session, 'runc');
@@ -78,6 +82,51 @@ test('a rootfs a running container uses is not shifted to other ids for another 
   const read = await runc!.exec(a, ['/bin/cat', '/etc/app.conf']);
   assert.is(read.exitCode, 0, `A still reads its files: ${read.all}`);
   assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), String(X.hostId), 'the tree kept A\'s ids');
+});
+
+/** `oci-userns ARGS` in the session (its mounts), configured by `configPath`. */
+const cli = (configPath: string, args: string[]) => session!.run([process.execPath, PROGRAM, ...args], { env: { OCI_USERNS_CONFIG: configPath } });
+
+test('a tree the shim idmapped for a running container is not shifted by oci-userns shift or unshift, through its path or a bind mount: refused, naming it', async () => {
+  // The shim's directory route: the raw tree behind a root-only directory; the hook then sees only the shim's private mount.
+  const closed = work!.path('shim-in-use', 'closed');
+  mkdirSync(closed, { mode: 0o700 });
+  const rootfs = unpack(join(closed, 'bundle', 'rootfs'));
+  const dir = work!.path('shim-in-use', 'config');
+  mkdirSync(dir, { recursive: true });
+  for (const file of ['subuid', 'subgid']) writeFileSync(join(dir, file), `0:${POOL_START}:65536\n`);
+  const config = writeProgramConfig(dir, { pool: { user: '0', subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') }, runtime: { path: 'runc', policy: 'always' } });
+  const bundle = writeBundle(join(closed, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: false }));
+  const shim = work!.path('shim-in-use', 'oci-userns-runtime');
+  symlinkSync(PROGRAM, shim);
+  const view = work!.path('shim-in-use', 'view');
+  mkdirSync(view);
+  const env = { OCI_USERNS_CONFIG: config.path };
+  const id = uniqueId('shim-in-use');
+  try {
+    const created = await session!.run(['sh', '-c', `"$0" create --bundle "$1" "$2" >"$1/create.out" 2>&1; status=$?; cat "$1/create.out"; exit $status`, shim, bundle, id], { env });
+    assert.is(created.exitCode, 0, `shim create: ${created.all}\n${log(config.logFile)}`);
+    const started = await session!.run([shim, 'start', id], { env });
+    assert.is(started.exitCode, 0, `shim start: ${started.all}`);
+    assert.match(log(config.logFile), 'idmapped the rootfs at a private mount point');
+    assert.is((await session!.run(['mount', '--bind', rootfs, view])).exitCode, 0);
+    for (const [what, args] of [
+      ['shift of its path', ['shift', '--to', String(ELSEWHERE), rootfs]],
+      ['shift through a bind mount', ['shift', '--to', String(ELSEWHERE), view]],
+      ['unshift through a bind mount', ['unshift', view]],
+    ] as const) {
+      const refused = await cli(config.path, [...args]);
+      assert.is(refused.exitCode, 5, `${what}: ${refused.all}`);
+      assert.match(refused.all, `in use by container ${id}`, what);
+    }
+    const read = await runc!.exec(id, ['/bin/cat', '/etc/app.conf']);
+    assert.is(read.exitCode, 0, `the container still reads its files: ${read.all}`);
+  } finally {
+    await session!.run(['umount', view]);
+    await session!.run([shim, 'kill', id, 'KILL'], { env });
+    for (let i = 0; i < 50 && (await runc!.state(id))?.status !== 'stopped'; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await session!.run([shim, 'delete', '-f', id], { env });
+  }
 });
 
 test('a v3 file capability with rootid 1000 (set in a build namespace) works inside, for a user other than root', async () => {
