@@ -5,7 +5,7 @@
 import { loadConfig } from '../lib/config/config-file';
 import { DEFAULTS, type Config } from '../lib/config/config';
 import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
-import { isHookStage, HOOK_STAGES, runHook, type HookOutcome } from '../lib/hook/hook';
+import { isHookStage, HOOK_STAGES, outcomeLogLine, runHook, type HookOutcome } from '../lib/hook/hook';
 import { openHookLogger } from '../lib/log/hook-log';
 import type { FileLogger } from '../lib/log/log-types';
 import { readStdinBounded, readStreamBounded } from '../lib/oci/input';
@@ -66,15 +66,8 @@ export async function main(args: string[], io: HookIo): Promise<number> {
     logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { stage } });
     const stateText = await readState(io.stdin, config);
     const outcome: HookOutcome = await runHook({ stage, stateText, config, logger });
-    logger.info(outcome.outcome === 'done' ? `${stage} done` : `${stage}: nothing to do (${outcome.reason})`, {
-      containerId: outcome.containerId,
-      outcome: outcome.outcome,
-      status: outcome.status,
-      pid: outcome.pid,
-      bundle: outcome.bundle,
-      ...(outcome.outcome === 'done' ? outcome.actions : {}),
-      durationMs: elapsed(),
-    });
+    const line = outcomeLogLine(stage, outcome);
+    logger.info(line.message, { ...line.fields, durationMs: elapsed() });
     return 0;
   } catch (error) {
     const expected = isUsernsError(error);

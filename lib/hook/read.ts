@@ -24,6 +24,12 @@ export interface ReadOptions {
   logger: Logger;
   /** Where /proc is; tests point it elsewhere. */
   procRoot?: string;
+  /**
+   * The container's spec, when the caller has it already: the shim serving
+   * the createRuntime hook of a container it prepared (lib/shim/hook-fifo.ts),
+   * whose config.json is the caller's again. Else config.json is read.
+   */
+  spec?: Spec;
 }
 
 export interface HookRead {
@@ -59,7 +65,7 @@ export async function readHook(opts: ReadOptions): Promise<HookRead> {
   const { config, logger } = opts;
   logger.debug('state received', { state: opts.stateText });
   const state = parseState(opts.stateText);
-  const spec = await readSpec(state.bundle, config.limits.inputBytes, state.id);
+  const spec = opts.spec ?? (await readSpec(state.bundle, config.limits.inputBytes, state.id));
   logger.debug('config.json read', { containerId: state.id, spec });
   const applies = applicability(opts.stage, state, spec);
   if (applies.kind !== 'setup') return { state, spec };

@@ -5,7 +5,7 @@
 // way themselves (podman chowns the container's layer directory); for a
 // container the shim gives one, the shim does it, as narrowly as it can.
 
-import { promises as fs } from 'node:fs';
+import { chmodSync, promises as fs, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode, RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
@@ -39,12 +39,14 @@ export function pathAndAncestors(path: string): string[] {
  * directory, the one engines create per container (podman's layer
  * directory, runc's bundle), when it lacks it. Any other directory on the
  * way that blocks is the admin's to open: RefusedError naming it, nothing
- * changed. Returns the directories changed.
+ * changed. Returns the directories changed. Synchronous system calls, as
+ * closedAncestor: on the shim's path the first asynchronous file operation
+ * alone costs milliseconds.
  */
 export async function openPathToRootfs(rootfs: string, who: Searcher, opts: { containerId?: string; logger?: Logger } = {}): Promise<string[]> {
   let real: string;
   try {
-    real = await fs.realpath(rootfs);
+    real = realpathSync.native(rootfs);
   } catch (error) {
     throw systemError('cannot resolve the rootfs', rootfs, error, { containerId: opts.containerId });
   }
@@ -53,7 +55,7 @@ export async function openPathToRootfs(rootfs: string, who: Searcher, opts: { co
   for (const dir of pathAndAncestors(real)) {
     let st;
     try {
-      st = await fs.stat(dir);
+      st = statSync(dir);
     } catch (error) {
       throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
     }
@@ -71,7 +73,7 @@ export async function openPathToRootfs(rootfs: string, who: Searcher, opts: { co
   const changed: string[] = [];
   for (const { dir, mode } of blocked) {
     try {
-      await fs.chmod(dir, mode | 0o001);
+      chmodSync(dir, mode | 0o001);
     } catch (error) {
       throw systemError('cannot let container root search', dir, error, { containerId: opts.containerId });
     }

@@ -9,6 +9,7 @@ import { lstatSync, mkdirSync, type BigIntStats, readdirSync, readFileSync, real
 import { basename, isAbsolute, join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
+import { pathHash } from '../sys/path-key';
 import { sameIdMap, toHost, validateIdMap, type IdMap } from '../oci/idmap';
 import type { Step } from './plan';
 
@@ -56,21 +57,12 @@ export interface ShiftState {
   };
 }
 
-/**
- * FNV-1a, 64 bits: names a rootfs's state files. Not node:crypto, whose
- * loading alone costs the hook ~3 ms; a collision is harmless, since the
- * state records its rootfs and a mismatch reads as no state.
- */
-function pathKey(path: string): string {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of Buffer.from(path)) hash = BigInt.asUintN(64, (hash ^ BigInt(byte)) * 0x100000001b3n);
-  return hash.toString(16).padStart(16, '0');
-}
 
 /** Files of a rootfs's shift under stateDir/shift: state, journal, and the lock directory (lib/sys/lock.ts). */
 export function statePaths(stateDir: string, rootfs: string): { dir: string; state: string; journal: string; lock: string } {
   const dir = join(stateDir, 'shift');
-  const key = pathKey(rootfs);
+  // A collision is harmless: the state records its rootfs, and a mismatch reads as no state.
+  const key = pathHash(rootfs);
   return { dir, state: join(dir, `${key}.json`), journal: join(dir, `${key}.journal`), lock: join(dir, `${key}.lock.d`) };
 }
 

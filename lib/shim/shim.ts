@@ -1,27 +1,29 @@
 // The runtime shim: at create and run, give the container a user namespace
 // when the policy says so (read config.json, allocate a range, apply the
-// spec modifiers, write config.json back atomically), then hand the
-// original argv to the real runtime. Every other command passes through;
-// delete also releases the container's range.
-
+// spec modifiers, lend the runtime the container's spec in config.json:
+// bundle-spec.ts), serve its createRuntime hook (hook-fifo.ts), then hand
+// the original argv to the real runtime. Every other command passes
+// through; the end of a container it prepared (run ending, delete) is its
+// own (prepared.ts): the range released, a pod's shift record dropped.
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/config';
-import { HostError, InputError, isUsernsError, RefusedError } from '../errors';
+import { InputError, isUsernsError, RefusedError } from '../errors';
 import { readFileInside } from '../oci/input';
 import { parseValidated } from '../oci/json';
 import type { Logger } from '../log/logger';
 import { podRole } from '../oci/pod';
-import { requestedRange, shimVerdict } from '../oci/policy';
+import { requestedRange, shimVerdict, SOURCE_ANNOTATION } from '../oci/policy';
 import { allocateRange, releaseContainer, type RangeEntry } from '../ranges/ranges';
 import { extraFdCount, parseRuntimeArgs, type RuntimeArgs } from './args';
-import { applyModifiers, systemdModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
-import { rootfsPath, specMappings, type Spec } from '../oci/spec';
-import { toHost } from '../oci/idmap';
-import { openPathToRootfs } from '../rootfs/access';
+import { applyModifiers, runsOurCreateRuntimeHook, systemdModifiers, userNamespaceModifiers, type OurHooks } from './spec-modifiers';
+import { rootfsPath, type Spec } from '../oci/spec';
 import { idsForTree } from '../rootfs/owners';
-import { alreadyShifted, resolveRootfs } from '../shift/state';
-import { replaceFileAtomic } from '../sys/atomic-file';
+import { resolveRootfs } from '../shift/state';
+import { containerGone, forgetPrepared, preparedRecord, recordPrepared } from './prepared';
+import { fifoHook, openHookFifos, serveCreateRuntime, type HookFifos } from './hook-fifo';
+import { idmapEngineRootfs, prepareRootfs, releaseRootfs } from './rootfs';
+import { hookHasRead, leaseBundleSpec, type BundleLease } from './bundle-spec';
 import { findPodSandbox, ownRangeInPodError, runtimeJoinCheck, sandboxUserNamespace } from './pod';
 import { resolveRuntime, runRuntime } from './runtime-exec';
 import { killArgv } from './stop-signal';
@@ -30,7 +32,7 @@ import { killArgv } from './stop-signal';
 export const HOOK_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Variables that point the hook at the same config and log as the shim. */
 const PASSED_TO_HOOK = ['OCI_USERNS_CONFIG', 'OCI_USERNS_LOG_FILE', 'OCI_USERNS_LOG_LEVEL'];
-const HOOK_TIMEOUTS = { createRuntimeTimeout: 120, poststopTimeout: 30 };
+const HOOK_TIMEOUTS = { createRuntimeTimeout: 120 };
 
 export interface ShimOptions {
   /** The runtime arguments, exactly as the engine gave them. */
@@ -58,58 +60,6 @@ export function hookEnvironment(env: NodeJS.ProcessEnv): string[] {
   return [HOOK_PATH_ENV, ...PASSED_TO_HOOK.filter((k) => env[k]).map((k) => `${k}=${env[k]}`)];
 }
 
-function readSpecFile(path: string, maxBytes: number, containerId?: string): Spec {
-  const text = readFileInside(dirname(path), basename(path), maxBytes, { containerId }).toString('utf8');
-  return parseValidated<Spec>(text, 'config', path, { containerId, path });
-}
-
-/**
- * Before the runtime mounts anything: container root must reach the rootfs,
- * and own it already, because the runtime creates mount points (/etc/hosts,
- * /var/log/journal) inside it from the user namespace, before any hook runs.
- * Where it can, lib/rootfs/shim-rootfs.ts gives it ownership by an idmapped
- * mount (a directory rootfs: at a private mount point, returned as the
- * spec's new root.path; an overlay: rebuilt in place); else the chown
- * shift, and the createRuntime hook then finds it shifted and only checks.
- */
-async function prepareRootfs(rootfs: string, entry: RangeEntry, id: string, opts: ShimOptions): Promise<string | undefined> {
-  const { config, logger } = opts;
-  const who = { uid: toHost(entry.uidMappings, 0)!, gid: toHost(entry.gidMappings, 0)! };
-  if (config.shift.mode === 'never') {
-    await openPathToRootfs(rootfs, who, { containerId: id, logger });
-    return undefined;
-  }
-  // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load, and is never idmapped.
-  if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), { uid: entry.uidMappings, gid: entry.gidMappings }, config.stateDir)) {
-    await openPathToRootfs(rootfs, who, { containerId: id, logger });
-    logger.debug('rootfs already shifted', { containerId: id, rootfs });
-    return undefined;
-  }
-  if (config.shift.method !== 'chown') {
-    const { prepareShimRootfs } = await import('../rootfs/shim-rootfs');
-    const given = await prepareShimRootfs({ rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger });
-    if (given.route === 'directory') return given.rootPath;
-    await openPathToRootfs(rootfs, who, { containerId: id, logger });
-    if (given.route === 'overlay') return undefined;
-    const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
-    if (config.shift.method === 'idmap' && !alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${given.reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
-    logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId: id, path: rootfs, reason: given.reason });
-  } else {
-    await openPathToRootfs(rootfs, who, { containerId: id, logger });
-  }
-  // Loaded only here, as in the hook: pass-through commands must not pay for the shift engine.
-  const { ensureShifted } = await import('../shift/shift');
-  const result = await ensureShifted({ rootfs, uidMap: entry.uidMappings, gidMap: entry.gidMappings, mode: config.shift.mode, unmapped: config.shift.unmapped, stateDir: config.stateDir, containerId: id, logger });
-  logger.info(`rootfs ${result.action}`, { containerId: id, rootfs, inodes: result.inodes, changed: result.changed, ms: result.durationMs });
-  return undefined;
-}
-
-/** Unmounts the private idmapped rootfs of a container that is gone (lib/rootfs/shim-rootfs.ts), if it had one. */
-async function releaseRootfs(id: string, opts: ShimOptions): Promise<void> {
-  const { releaseShimRootfs } = await import('../rootfs/shim-rootfs');
-  await releaseShimRootfs({ stateDir: opts.config.stateDir, containerId: id, logger: opts.logger });
-}
-
 /**
  * The hooks the shim adds. The spec may run the same program already under
  * another name (hooks.d files name PREFIX/bin/oci-userns, a symlink to the
@@ -129,35 +79,17 @@ function ourHooks(spec: Spec, opts: ShimOptions): OurHooks {
 }
 
 /**
- * In a user namespace the engine made with mappings in the spec (containerd
- * 1.7 hands over a snapshot owned by host root), the same idmapped rootfs
- * as for the shim's own ranges; where that is not possible the hook shifts
- * it with chown as before. Returns the spec's new root.path for a
- * directory rootfs.
- */
-async function idmapEngineRootfs(spec: Spec, args: RuntimeArgs, opts: ShimOptions): Promise<string | undefined> {
-  const { config, logger } = opts;
-  const rootfs = rootfsPath(spec, args.bundle!);
-  const { uidMappings, gidMappings } = specMappings(spec);
-  if (config.shift.mode === 'never' || config.shift.method === 'chown' || rootfs === undefined || args.containerId === undefined || uidMappings.length === 0 || gidMappings.length === 0) return undefined;
-  const { prepareShimRootfs } = await import('../rootfs/shim-rootfs');
-  const given = await prepareShimRootfs({ rootfs, uidMappings, gidMappings, stateDir: config.stateDir, containerId: args.containerId, logger });
-  if (given.route === 'chown') logger.info('the rootfs is not idmapped; the hook shifts it with chown', { containerId: args.containerId, path: rootfs, reason: given.reason });
-  return given.route === 'directory' ? given.rootPath : undefined;
-}
-
-/**
  * A systemd container in a user namespace the engine made (containerd 1.7
  * for a kubelet pod with hostUsers: false): what systemd needs there is
  * added; the mappings stay the engine's, and no range is allocated (the
  * hook records the engine's range).
  */
-async function completeSystemdSpec(spec: Spec, specPath: string, args: RuntimeArgs, opts: ShimOptions): Promise<void> {
+async function completeSystemdSpec(spec: Spec, lease: BundleLease, args: RuntimeArgs, opts: ShimOptions): Promise<void> {
   const hooks = ourHooks(spec, opts);
   const changed = applyModifiers(spec, systemdModifiers(hooks));
   const rootPath = await idmapEngineRootfs(spec, args, opts);
   if (rootPath !== undefined) changed.root = { ...changed.root, path: rootPath };
-  await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: args.containerId });
+  await lease.lend(`${JSON.stringify(changed, null, 2)}\n`, args.containerId);
   opts.logger.info(`${args.command}: completed systemd container ${args.containerId} in the engine's user namespace`, { containerId: args.containerId, bundle: args.bundle });
 }
 
@@ -166,7 +98,17 @@ export interface PreparedBundle {
   allocated?: RangeEntry;
   /** What the runtime will not be able to do with it (lib/shim/pod.ts runtimeJoinCheck). */
   warnings: string[];
+  /**
+   * The bundle's config.json, lent to the runtime with the container's spec
+   * until the hook has read it (bundle-spec.ts). Set when the shim prepared
+   * the container: its end (release, a pod's shift record) is then the
+   * shim's (prepared.ts), not a poststop hook's.
+   */
+  lease?: BundleLease;
+  /** The createRuntime hook the shim serves, with the spec it gave the container (hook-fifo.ts). */
+  hook?: { fifos: HookFifos; spec: Spec };
 }
+
 
 /** A range of the container's own from the pool, sized from the tree as `alloc --size auto` does: one block would leave owners past it unmapped. */
 async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: string, opts: ShimOptions): Promise<RangeEntry> {
@@ -191,11 +133,39 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
     logger.debug(`${args.command}: left to the runtime (${leftToRuntime})`, { containerId: args.containerId, bundle: args.bundle });
     return { warnings: [] };
   }
-  const spec = readSpecFile(specPath, config.limits.inputBytes, args.containerId);
+  const read = () => readFileInside(dirname(specPath), basename(specPath), config.limits.inputBytes, { containerId: args.containerId });
+  const parse = (bytes: Buffer) => parseValidated<Spec>(bytes.toString('utf8'), 'config', specPath, { containerId: args.containerId, path: specPath });
+  // A first look without the lock, so that a spec left alone costs no state directory; a spec we lent to another container is ours to look at again under the lock.
+  const firstBytes = read();
+  const first = parse(firstBytes);
+  const firstVerdict = shimVerdict(first, config.runtime.policy, args.containerId);
+  if (!firstVerdict.act && !firstVerdict.complete && first.annotations?.[SOURCE_ANNOTATION] !== 'shim') {
+    logger.debug(`${args.command}: spec left as it is (${firstVerdict.reason})`, { containerId: args.containerId, bundle: args.bundle });
+    return { warnings: [] };
+  }
+  const lease = await leaseBundleSpec({ specPath, stateDir: config.stateDir, logger, read });
+  try {
+    // The same bytes under the lock (no other create lent the file meanwhile) need no second parse.
+    const spec = lease.original.equals(firstBytes) ? first : parse(lease.original);
+    const prepared = await prepareLeased({ args, opts, runtime, spec, lease });
+    if (prepared.lease === undefined) await lease.giveBack();
+    return prepared;
+  } catch (error) {
+    await lease.giveBack();
+    throw error;
+  }
+}
+
+/** prepareBundle's work on the caller's spec, read under the lease; returns the lease when it lent config.json. */
+async function prepareLeased(leased: { args: RuntimeArgs; opts: ShimOptions; runtime: string; spec: Spec; lease: BundleLease }): Promise<PreparedBundle> {
+  const { args, opts, runtime, spec, lease } = leased;
+  const { config, logger } = opts;
+  const specPath = args.specPath!;
   const verdict = shimVerdict(spec, config.runtime.policy, args.containerId);
   if (verdict.complete) {
-    await completeSystemdSpec(spec, specPath, args, opts);
-    return { warnings: [] };
+    await completeSystemdSpec(spec, lease, args, opts);
+    if (args.containerId !== undefined) recordPrepared(config.stateDir, args.containerId, preparedRecord(spec, args.bundle!, config));
+    return { warnings: [], lease };
   }
   if (!verdict.act) {
     logger.debug(`${args.command}: spec left as it is (${verdict.reason})`, { containerId: args.containerId, bundle: args.bundle });
@@ -213,21 +183,32 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   const role = podRole(spec);
   const sandbox = role?.kind === 'container' ? await findPodSandbox({ stateDir: config.stateDir, role, containerId: id, runtimeRoot: typeof args.global.root === 'string' ? args.global.root : undefined, procRoot: opts.procRoot }) : undefined;
   if (role?.kind === 'container' && sandbox === undefined) throw ownRangeInPodError(role, id);
-  const entry = sandbox?.entry ?? (await allocateOwnRange(spec, rootfs, id, opts));
-  const allocated = sandbox === undefined ? entry : undefined;
+  const dir = recordPrepared(config.stateDir, id, preparedRecord(spec, args.bundle!, config));
+  const hooks = ourHooks(spec, opts);
+  // The shim serves the createRuntime hook, unless a hooks.d file runs the program's (podman, CRI-O): then that one stays. mkfifo runs while the range is allocated.
+  const opening = runsOurCreateRuntimeHook(spec, hooks) ? undefined : openHookFifos(dir);
+  let entry: RangeEntry;
+  let allocated: RangeEntry | undefined;
   let check: { refuse?: string; warn?: string };
+  let fifos: HookFifos | undefined;
+  let changed: Spec;
   // Until config.json names the range, nothing uses it: give it back on any failure.
   try {
+    entry = sandbox?.entry ?? (await allocateOwnRange(spec, rootfs, id, opts));
+    allocated = sandbox === undefined ? entry : undefined;
     const rootPath = rootfs !== undefined ? await prepareRootfs(rootfs, entry, id, opts) : undefined;
-    const hooks = ourHooks(spec, opts);
+    fifos = await opening;
+    if (fifos) hooks.served = fifoHook({ dir, shimPid: process.pid, env: hooks.env, timeout: HOOK_TIMEOUTS.createRuntimeTimeout });
     const userNamespacePath = sandbox === undefined ? undefined : sandboxUserNamespace(sandbox);
-    const changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, userNamespacePath, hooks, systemd: verdict.systemd }));
+    changed = applyModifiers(spec, userNamespaceModifiers({ uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, userNamespacePath, hooks, systemd: verdict.systemd }));
     if (rootPath !== undefined) changed.root = { ...changed.root, path: rootPath };
     check = await runtimeJoinCheck({ spec: changed, runtime, stateDir: config.stateDir, env: opts.env, logger });
     if (check.refuse) throw new RefusedError(`container ${id} cannot start in the user namespace of its pod: ${check.refuse}`, { containerId: id, hint: 'set runtime.path in the config file to crun (or runc 1.3 or later)' });
-    await replaceFileAtomic(specPath, `${JSON.stringify(changed, null, 2)}\n`, { containerId: id });
+    await lease.lend(`${JSON.stringify(changed, null, 2)}\n`, id);
   } catch (error) {
+    (fifos ?? (await opening?.catch(() => undefined)))?.close();
     await releaseRootfs(id, opts);
+    forgetPrepared(config.stateDir, id);
     if (allocated) await releaseContainer({ stateDir: config.stateDir, id, logger });
     throw error;
   }
@@ -235,7 +216,7 @@ export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtim
   logger.info(`${args.command}: ${how} (${verdict.reason})`, { containerId: id, bundle: args.bundle, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings });
   const warnings = check.warn ? [`container ${id}: ${check.warn}`] : [];
   for (const warning of warnings) logger.warn(warning, { containerId: id });
-  return { allocated, warnings };
+  return { allocated, warnings, lease, ...(fifos ? { hook: { fifos, spec: changed } } : {}) };
 }
 
 /**
@@ -252,16 +233,16 @@ function runtimeAnswersAlone(args: RuntimeArgs): string | undefined {
   return undefined;
 }
 
-/** Whether the container is gone once the runtime returned `exitCode`, so its range can go. */
-function containerGone(args: RuntimeArgs, exitCode: number, allocated: boolean): boolean {
+/** Whether the container is gone once the runtime returned `exitCode`, so its range can go; `prepared`: the shim prepared it in this call. */
+function goneAfter(args: RuntimeArgs, exitCode: number, prepared: boolean): boolean {
   switch (args.command) {
     case 'delete':
-      // With crun's --regex the ids are not known here; the poststop hook releases them.
+      // With crun's --regex the ids are not known here; a range whose process is gone is dropped by the next allocation.
       return exitCode === 0 && args.options.regex === undefined;
     case 'create':
-      return allocated && exitCode !== 0;
+      return prepared && exitCode !== 0;
     case 'run':
-      return allocated && args.options.keep === undefined && (exitCode !== 0 || args.options.detach === undefined);
+      return prepared && args.options.keep === undefined && (exitCode !== 0 || args.options.detach === undefined);
     default:
       return false;
   }
@@ -270,29 +251,35 @@ function containerGone(args: RuntimeArgs, exitCode: number, allocated: boolean):
 export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const args = parseRuntimeArgs(opts.argv, opts.cwd);
   const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.front === undefined ? [opts.hookPath] : [opts.hookPath, opts.front], opts.cwd);
-  const prepared = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
-  const allocated = prepared.allocated;
-  const release = async () => {
+  const prepared: PreparedBundle = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
+  const gone = async () => {
     await releaseRootfs(args.containerId!, opts);
-    await releaseContainer({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
+    return containerGone({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
   };
+  const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
+  const running = runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
+  const ended = running.then(() => undefined, () => undefined);
+  const { hook, lease } = prepared;
+  if (hook) void ended.then(() => hook.fifos.close());
+  const served = hook?.fifos.serve((stateText) => serveCreateRuntime(stateText, { spec: hook.spec, config: opts.config, logger: opts.logger, procRoot: opts.procRoot }), opts.config.limits.inputBytes);
+  // The caller's config.json comes back once our hook has been served or has read the container's spec (the runtime read it before), or the runtime has ended.
+  const givenBack = lease && (served ?? hookHasRead({ stateDir: opts.config.stateDir, containerId: args.containerId!, stop: ended })).then(() => lease.giveBack());
   let exitCode: number;
   try {
-    const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
-    exitCode = await runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
+    exitCode = await running;
   } catch (error) {
-    if (allocated) await release();
+    await givenBack?.catch(() => undefined);
+    if (lease) await gone();
     throw error;
   }
   const warnings = [...prepared.warnings];
-  if (args.containerId !== undefined && containerGone(args, exitCode, allocated !== undefined)) {
-    try {
-      await release();
-    } catch (error) {
-      if (!isUsernsError(error)) throw error;
-      opts.logger.error(`the range of container ${args.containerId} was not released: ${error.message}`, { containerId: args.containerId });
-      warnings.push(`the range of container ${args.containerId} was not released: ${error.message}`);
-    }
+  try {
+    await givenBack;
+  } catch (error) {
+    if (!isUsernsError(error)) throw error;
+    opts.logger.error(`the caller's config.json was not put back: ${error.message}`, { containerId: args.containerId, path: args.specPath });
+    warnings.push(`the caller's config.json was not put back: ${error.message}`);
   }
+  if (args.containerId !== undefined && goneAfter(args, exitCode, lease !== undefined)) warnings.push(...(await gone()));
   return { exitCode, warnings };
 }

@@ -5,7 +5,7 @@
 import { normalize } from 'node:path';
 import type { IdMapping } from '../oci/idmap';
 import { SOURCE_ANNOTATION, SYSTEMD_ANNOTATION } from '../oci/policy';
-import type { HookStageName, Spec, SpecHook, SpecMount, SpecNamespace } from '../oci/spec';
+import type { Spec, SpecHook, SpecMount, SpecNamespace } from '../oci/spec';
 
 export type SpecModifier = (spec: Spec) => Spec;
 
@@ -137,36 +137,38 @@ export interface OurHooks {
   /** The hook's environment: runtimes give hooks none unless the spec says. */
   env: string[];
   createRuntimeTimeout?: number;
-  poststopTimeout?: number;
+  /** The createRuntime hook to add in place of the program's: the shim serves it (lib/shim/hook-fifo.ts). */
+  served?: SpecHook;
 }
 
+const HOOK_ARGS = ['oci-userns', 'hook', 'createRuntime'];
+
+/** Whether the spec runs the program's createRuntime hook already (a hooks.d file put it there), by its path or an alias. */
+export function runsOurCreateRuntimeHook(spec: Spec, ours: Pick<OurHooks, 'path' | 'aliases'>): boolean {
+  const programs = new Set([ours.path, ...(ours.aliases ?? [])]);
+  return (spec.hooks?.createRuntime ?? []).some((e) => programs.has(e.path) && JSON.stringify(e.args ?? []) === JSON.stringify(HOOK_ARGS));
+}
 
 /**
  * Adds `oci-userns hook createRuntime` (shift the rootfs, delegate the
- * cgroup) and `oci-userns hook poststop` (release the range) after the
- * spec's own hooks; a stage that already runs the same hook (from hooks.d)
- * does not get it twice.
+ * cgroup) after the spec's own createRuntime hooks, unless that stage runs
+ * the same hook already (from hooks.d); `served` in its place when the
+ * shim serves it. No poststop hook: what it would do
+ * for a container the shim prepared (release the range, drop a pod
+ * container's shift record) the shim does when the container is gone (run
+ * ending, delete), and a poststop hook would read the bundle's config.json,
+ * which is the caller's again by then (lib/shim/bundle-spec.ts).
  */
 export function addHooks(ours: OurHooks): SpecModifier {
-  const hook = (stage: HookStageName, timeout: number | undefined): SpecHook => ({
+  const hook: SpecHook = ours.served ?? {
     path: ours.path,
-    args: ['oci-userns', 'hook', stage],
+    args: [...HOOK_ARGS],
     env: [...ours.env],
-    ...(timeout === undefined ? {} : { timeout }),
-  });
-  const wanted: Array<[HookStageName, SpecHook]> = [
-    ['createRuntime', hook('createRuntime', ours.createRuntimeTimeout)],
-    ['poststop', hook('poststop', ours.poststopTimeout)],
-  ];
-  const programs = new Set([ours.path, ...(ours.aliases ?? [])]);
-  const sameHook = (a: SpecHook, b: SpecHook) => programs.has(a.path) && JSON.stringify(a.args ?? []) === JSON.stringify(b.args ?? []);
+    ...(ours.createRuntimeTimeout === undefined ? {} : { timeout: ours.createRuntimeTimeout }),
+  };
   return (spec) => {
-    const hooks = { ...spec.hooks };
-    for (const [stage, h] of wanted) {
-      const existing = hooks[stage] ?? [];
-      if (!existing.some((e) => sameHook(e, h))) hooks[stage] = [...existing, h];
-    }
-    return { ...spec, hooks };
+    if (runsOurCreateRuntimeHook(spec, ours)) return spec;
+    return { ...spec, hooks: { ...spec.hooks, createRuntime: [...(spec.hooks?.createRuntime ?? []), hook] } };
   };
 }
 
@@ -180,7 +182,7 @@ export function applyModifiers(spec: Spec, modifiers: readonly SpecModifier[]): 
 
 /**
  * What a systemd container needs in a user namespace, whoever made it: the
- * hooks (shift the rootfs, delegate the cgroup, release), its own cgroup
+ * createRuntime hook (shift the rootfs, delegate the cgroup), its own cgroup
  * namespace with /sys/fs/cgroup writable, tmpfs on /run and /run/lock,
  * and the mark that tells the shim's `kill` to stop it with SIGRTMIN+3.
  */

@@ -23,6 +23,12 @@ export interface AtomicWriteOptions {
   /** Start of the error message, e.g. 'cannot write the registry'. Default 'cannot replace'. */
   operation?: string;
   context?: ErrorContext;
+  /**
+   * false: still atomic, but not fsynced (neither the data nor the rename),
+   * for a file whose loss in a crash a durable copy elsewhere repairs (the
+   * container's spec lent in config.json: lib/shim/bundle-spec.ts). Default true.
+   */
+  durable?: boolean;
 }
 
 const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -70,12 +76,13 @@ export function writeFileAtomic(path: string, data: string | Buffer, options: At
       if (original) fchownSync(fd, original.uid, original.gid);
       // After the chown, which clears setuid/setgid bits, and past the umask.
       fchmodSync(fd, mode);
-      fsyncSync(fd);
+      if (options.durable !== false) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(temp, path);
     created = false;
+    if (options.durable === false) return;
     const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
     try {
       fsyncSync(dirFd);
@@ -97,6 +104,6 @@ function removeTemp(temp: string): void {
 }
 
 /** writeFileAtomic of an existing file, keeping its mode and owner. */
-export async function replaceFileAtomic(path: string, text: string, context: ErrorContext = {}): Promise<void> {
-  writeFileAtomic(path, text, { existing: 'replace', context });
+export async function replaceFileAtomic(path: string, text: string, context: ErrorContext = {}, options: Pick<AtomicWriteOptions, 'durable'> = {}): Promise<void> {
+  writeFileAtomic(path, text, { existing: 'replace', context, ...options });
 }

@@ -120,6 +120,7 @@ if (skip) {
     lifecycle(`${runtime}: the container runs in a user namespace with a registered range, released on delete`, async () => {
       const config = writeConfig({ name: `life-${runtime}`, runtime });
       const bundle = await busyboxBundle(`bundle-${runtime}`, runtime, ['sleep', '300']);
+      const original = readFileSync(join(bundle, 'config.json'), 'utf8');
       const stateRoot = join(dir, `${runtime}-root`);
       const id = `oci-userns-shim-${runtime}-${process.pid}`;
       const out = join(dir, `out-${runtime}`);
@@ -132,6 +133,7 @@ if (skip) {
           `${S} state ${id} > ${out}/state.json; echo state=$?`,
           `cat /proc/$(cat ${out}/pid)/uid_map > ${out}/uid_map`,
           `cp ${config.stateDir}/ranges.json ${out}/ranges.json`,
+          `ls -l /proc/$(cat ${out}/pid)/fd/ > ${out}/fds 2>&1`,
           `${S} kill ${id} KILL; echo kill=$?`,
           `for i in $(seq 50); do ${S} state ${id} | grep -q '"status": "stopped"' && break; sleep 0.1; done`,
           `${S} delete ${id}; echo delete=$?`,
@@ -150,8 +152,15 @@ if (skip) {
       assert.ok(entry, `no registry entry for ${id} while it ran`);
       assert.is(entry.source, 'shim');
       assert.equal(entry.uidMappings, uidMap);
-      const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
-      assert.is(spec.annotations['io.oci-userns.source'], 'shim');
+      assert.ok(entry.pid > 0, 'the served createRuntime hook recorded the pid');
+      const served = readFileSync(config.logFile, 'utf8').split('\n').filter((l) => l.includes('"servedBy":"shim"') && l.includes(id));
+      assert.is(served.length, 1, `the shim served the createRuntime hook once: ${served.join('\n')}`);
+      // A plain busybox spec mounts /sys/fs/cgroup read-only: the plan skips delegation, as the Node hook's would.
+      assert.ok(served[0]!.includes('"message":"createRuntime done"') && served[0]!.includes('"cgroup":{"skipped"'), served[0]);
+      const fds = readFileSync(join(out, 'fds'), 'utf8');
+      assert.not.match(fds, /request|verdict|\/shim\//, `the hook's FIFOs reached the container: ${fds}`);
+      assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original, "the caller's config.json changed");
+      assert.not.ok(existsSync(join(config.stateDir, 'shim', id)), "the shim's record is left after delete");
       assert.equal(registry(config.stateDir).filter((e) => e.id === id), [], 'the range is still registered after delete');
     });
   }
@@ -182,6 +191,26 @@ if (skip) {
       assert.equal(lines.filter((l) => l.startsWith('caller-fd-')), ['caller-fd-3', 'caller-fd-4', 'caller-fd-3'], result.all);
       const fds = (tag: string) => lines.slice(lines.indexOf(tag) + 1, lines.indexOf('end', lines.indexOf(tag))).join(' ');
       assert.equal([fds('two'), fds('one'), fds('none')], ['0 1 2 3 4', '0 1 2 3', '0 1 2'], result.all);
+    });
+  }
+
+  for (const runtime of ['runc', 'crun']) {
+    lifecycle(`${runtime}: run in the foreground, policy always: the shim serves the createRuntime hook, the container's status comes back, nothing is left`, async () => {
+      const config = writeConfig({ name: `fg-${runtime}`, runtime });
+      const bundle = await busyboxBundle(`bundle-fg-${runtime}`, runtime, ['sh', '-c', 'ls -l /proc/self/fd/ /proc/1/fd/; cat /proc/self/uid_map; exit 7']);
+      const original = readFileSync(join(bundle, 'config.json'), 'utf8');
+      const id = `oci-userns-fg-${runtime}-${process.pid}`;
+      const root = join(dir, `fg-${runtime}-root`);
+      const result = await engineShell(`${shim} --root ${root} run --bundle ${bundle} ${id} </dev/null; echo run=$?; ${runtime} --root ${root} delete -f ${id} >/dev/null 2>&1; true`, { OCI_USERNS_CONFIG: config.path });
+      assert.match(result.stdout, /^run=7$/m, result.all);
+      assert.not.match(result.stdout, /request|verdict|\/shim\//, `the hook's FIFOs reached the container: ${result.stdout}`);
+      const map = parseProcIdMap(result.stdout.split('\n').filter((l) => /^\s*\d+\s+\d+\s+\d+\s*$/.test(l)).join('\n'), 'uid_map');
+      assert.ok(map.length === 1 && map[0]!.hostID >= POOL_START, result.all);
+      const served = readFileSync(config.logFile, 'utf8').split('\n').filter((l) => l.includes(`"containerId":"${id}"`) && l.includes('"servedBy":"shim"'));
+      assert.ok(served.length === 1 && served[0]!.includes('"message":"createRuntime done"'), served.join('\n'));
+      assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), original, "the caller's config.json changed");
+      assert.equal(registry(config.stateDir), [], 'the range is released at the end of the run');
+      assert.not.ok(existsSync(join(config.stateDir, 'shim', id)), "the shim's record is left");
     });
   }
 
@@ -251,6 +280,43 @@ if (skip) {
     assert.is(readFileSync(join(bundle, 'config.json'), 'utf8'), before);
     assert.equal(registry(config.stateDir), []);
   });
+
+  for (const runtime of ['runc', 'crun']) {
+    lifecycle(`${runtime}: containers from one bundle, policy always: the caller's config.json as it was; a second while the first runs is refused (rootfs in use), after it gets a range of its own`, async () => {
+      const config = writeConfig({ name: `twice-${runtime}`, runtime });
+      const bundle = await busyboxBundle(`bundle-twice-${runtime}`, runtime, ['sleep', '300']);
+      const original = readFileSync(join(bundle, 'config.json'), 'utf8');
+      const stateRoot = join(dir, `twice-${runtime}-root`);
+      const [first, second] = [1, 2].map((n) => `oci-userns-twice${n}-${runtime}-${process.pid}`);
+      const out = join(dir, `out-twice-${runtime}`);
+      mkdirSync(out);
+      const S = `${shim} --root ${stateRoot}`;
+      const result = await engineShell(
+        [
+          `${S} run -d --bundle ${bundle} ${first} </dev/null >/dev/null 2>&1; echo first=$?`,
+          `cp ${bundle}/config.json ${out}/config-first.json`,
+          `${S} exec ${first} cat /proc/self/uid_map > ${out}/uid_map-first`,
+          `${S} run -d --bundle ${bundle} ${second} </dev/null >/dev/null 2>${out}/refused; echo refused=$?`,
+          `cp ${bundle}/config.json ${out}/config-refused.json`,
+          `${S} delete -f ${first} >/dev/null 2>&1; echo deleted=$?`,
+          `${S} run -d --bundle ${bundle} ${second} </dev/null >/dev/null 2>&1; echo second=$?`,
+          `cp ${bundle}/config.json ${out}/config-second.json`,
+          `${S} exec ${second} cat /proc/self/uid_map > ${out}/uid_map-second`,
+          ...[first, second].map((id) => `${S} delete -f ${id} >/dev/null 2>&1; ${runtime} --root ${stateRoot} delete -f ${id} >/dev/null 2>&1; true`),
+        ].join('\n'),
+        { OCI_USERNS_CONFIG: config.path },
+      );
+      for (const step of ['first=0', 'refused=5', 'deleted=0', 'second=0']) assert.match(result.stdout, new RegExp(`^${step}$`, 'm'), result.all);
+      assert.match(readFileSync(join(out, 'refused'), 'utf8'), new RegExp(first), 'the refusal names the container using the rootfs');
+      for (const name of ['first', 'refused', 'second']) assert.is(readFileSync(join(out, `config-${name}.json`), 'utf8'), original, `config.json after ${name}`);
+      // Each from the caller's spec (not the first's, which named the first's range and hooks), in a range from the pool.
+      for (const name of ['first', 'second']) {
+        const map = parseProcIdMap(readFileSync(join(out, `uid_map-${name}`), 'utf8'), 'uid_map');
+        assert.ok(map.length === 1 && map[0]!.hostID >= POOL_START, `${name}: ${JSON.stringify(map)}`);
+      }
+      assert.equal(registry(config.stateDir), []);
+    });
+  }
 
   lifecycle('a spec with a user namespace already is left byte for byte; policy systemd leaves a plain container alone', async () => {
     const config = writeConfig({ name: 'keep', runtime: '/bin/true' });

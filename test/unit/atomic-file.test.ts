@@ -35,6 +35,8 @@ test("'replace' keeps the mode of the file it replaces and refuses a missing one
   assert.is(readFileSync(path, 'utf8'), '{"a":1}\n');
   await rejects(() => writeFileAtomic(join(dir, 'nope.json'), 'x', { existing: 'replace' }), SystemError, /^cannot stat .*nope\.json: ENOENT$/);
   assert.not.ok(existsSync(join(dir, 'nope.json')));
+  await replaceFileAtomic(path, '{"lent":1}\n', {}, { durable: false });
+  assert.equal([readFileSync(path, 'utf8'), statSync(path).mode & 0o7777, readdirSync(dir)], ['{"lent":1}\n', 0o640, ['config.json']], 'durable: false is as atomic, only not fsynced');
 });
 
 test('a temp file a killed writer with our pid left is replaced; a symlink planted there is not written through', () => {

@@ -22,7 +22,7 @@ interface Call {
   status: number | null;
 }
 
-function front(argv: string[], opts: { config?: string | object; env?: NodeJS.ProcessEnv; registry?: object; cwd?: string } = {}): Call {
+function front(argv: string[], opts: { config?: string | object; env?: NodeJS.ProcessEnv; registry?: object; prepared?: string; cwd?: string } = {}): Call {
   rmSync(join(dir, 'calls'), { force: true });
   const config = join(dir, 'config.json');
   rmSync(config, { force: true });
@@ -32,6 +32,7 @@ function front(argv: string[], opts: { config?: string | object; env?: NodeJS.Pr
   rmSync(stateDir, { recursive: true, force: true });
   mkdirSync(stateDir);
   if (opts.registry) writeFileSync(join(stateDir, 'ranges.json'), JSON.stringify(opts.registry));
+  if (opts.prepared) mkdirSync(join(stateDir, 'shim', opts.prepared), { recursive: true });
   const result = spawnSync(join(dir, 'bin', 'oci-userns-runtime'), argv, {
     env: { PATH: join(dir, 'path'), OCI_USERNS_CONFIG: config, ...opts.env },
     cwd: opts.cwd ?? dir,
@@ -125,6 +126,12 @@ toShim('delete of a container the registry names, or with an option the front do
   const config = { stateDir: join(dir, 'state') };
   assert.match(front(['delete', '--force', 'c1'], { config, registry }).calls, /^shim \[runtime\] \[delete\] \[--force\] \[c1\]/);
   assert.match(front(['delete', '--new-option', 'c2'], { config, registry }).calls, /^shim /);
+});
+toShim('delete of a container the shim prepared (STATEDIR/shim/ID), registered or not: its end is the shim\'s', () => {
+  const config = { stateDir: join(dir, 'state') };
+  assert.match(front(['delete', 'c3'], { config, prepared: 'c3' }).calls, /^shim \[runtime\] \[delete\] \[c3\]/);
+  assert.match(front(['delete', '-f', 'c3'], { config, registry: { version: 1, entries: [] }, prepared: 'c3' }).calls, /^shim /);
+  assert.match(front(['delete', 'c4'], { config, prepared: 'c3' }).calls, /^runtime /);
 });
 toShim('kill with SIGTERM or no signal (a systemd container stops on SIGRTMIN+3); other signals and --all go straight through', () => {
   for (const argv of [['kill', 'c1'], ['kill', 'c1', 'TERM'], ['kill', 'c1', '15'], ['kill', 'c1', 'sigterm'], ['--root', '/r', 'kill', 'c1', 'SIGTERM']]) {

@@ -3,11 +3,12 @@
 // it was handed and its descriptors 3-9. State, pool and bundles live in a
 // temp dir. The cases that allocate also scan the host's containers/storage
 // roots, and say SKIPPED where this user cannot read them.
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { pathHash } from '../../lib/sys/path-key';
 import { main as runtimeMain } from '../../cli/runtime';
 import { DEFAULTS, type Config } from '../../lib/config/config';
 import { memoryLogger } from '../../lib/log/logger';
@@ -139,15 +140,18 @@ userns('create: the argv untouched, config.json given a user namespace from the 
   assert.ok(types.includes('user') && types.includes('cgroup'), types.join(','));
   const cgroup = spec.mounts.find((m: { destination: string }) => m.destination === '/sys/fs/cgroup');
   assert.ok(cgroup.options.includes('rw') && !cgroup.options.includes('ro'));
-  assert.equal(spec.hooks.createRuntime.at(-1).args, ['oci-userns', 'hook', 'createRuntime']);
-  assert.equal(spec.hooks.poststop.at(-1).args, ['oci-userns', 'hook', 'poststop']);
-  assert.is(spec.hooks.poststop.at(-1).path, hookPath);
+  const served = spec.hooks.createRuntime.at(-1);
+  assert.equal([served.path, served.args.slice(3), served.timeout], ['/bin/sh', ['oci-userns-hook', join(config.stateDir, 'shim', 'sd1'), String(process.pid)], 120], 'the createRuntime hook is the one the shim serves');
+  assert.is(spec.hooks.poststop, undefined, 'no poststop hook: the shim releases at delete');
+  assert.ok(existsSync(join(config.stateDir, 'shim', 'sd1', 'prepared.json')), 'the shim keeps a record of the container it prepared');
+  assert.is(readFileSync(join(b, 'config.json'), 'utf8'), JSON.stringify(systemdSpec, null, '\t'), "the caller's config.json is back");
   assert.is(spec.annotations['io.oci-userns.source'], 'shim');
   const entries = await readRegistry(config.stateDir);
   assert.equal(entries.map((e) => [e.id, e.source, e.uidMappings]), [['sd1', 'shim', map]]);
   assert.equal(await shim(['delete', 'sd1']), { exitCode: 0, warnings: [] });
   assert.equal(recorded.argv(), ['delete', 'sd1']);
   assert.equal(await readRegistry(config.stateDir), [], 'delete released the range');
+  assert.not.ok(existsSync(join(config.stateDir, 'shim', 'sd1')), 'delete dropped the record');
 });
 userns('a create the runtime fails, and a run that ends, give the range back', async () => {
   const b = bundle('sd', systemdSpec);
@@ -157,6 +161,24 @@ userns('a create the runtime fails, and a run that ends, give the range back', a
   writeFileSync(join(b, 'config.json'), JSON.stringify(systemdSpec));
   assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
   assert.equal(await readRegistry(config.stateDir), []);
+  assert.equal(readdirSync(join(config.stateDir, 'shim')), [], 'no record of either is left');
+});
+userns('a shim killed while it lent config.json: the next create from the bundle puts the caller\'s back and starts from it', async () => {
+  const b = bundle('sd', systemdSpec);
+  const caller = readFileSync(join(b, 'config.json'));
+  await shim(['create', '--bundle', b, 'first']);
+  const firstSpec = recorded.configText();
+  // What a shim killed between lending and giving back leaves: the first container's spec in the bundle, the caller's bytes kept aside.
+  mkdirSync(join(config.stateDir, 'lent'), { recursive: true });
+  writeFileSync(join(config.stateDir, 'lent', `${pathHash(join(b, 'config.json'))}.json`), caller);
+  writeFileSync(join(b, 'config.json'), firstSpec);
+  await shim(['delete', 'first']);
+  assert.equal(await shim(['create', '--bundle', b, 'second']), { exitCode: 0, warnings: [] });
+  const second = recorded.config();
+  assert.equal(second.hooks.createRuntime.length, 1, "the first container's hooks are not in the second's spec");
+  assert.equal(second.annotations, { ...systemdSpec.annotations, ...{ 'io.oci-userns.systemd': 'true', 'io.oci-userns.source': 'shim' } });
+  assert.equal(readFileSync(join(b, 'config.json')), caller, "the caller's config.json is back");
+  assert.equal(readdirSync(join(config.stateDir, 'lent')).filter((f) => f.endsWith('.json')), [], 'nothing left aside');
 });
 userns('hooks.d hooks naming the program through a symlink are not added a second time', async () => {
   const installed = join(dir, 'bin-oci-userns');
@@ -259,6 +281,7 @@ pods('under runc before 1.3 an app container is refused at create, before the ru
   assert.match((error as RefusedError).hint ?? '', /crun/);
   assert.not.ok(existsSync(join(dir, 'record.argv')), 'the runtime was not run');
   assert.equal(JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')), podContainer, 'config.json unchanged');
+  assert.not.ok(existsSync(join(config.stateDir, 'shim', 'app2')), 'no record (nor hook FIFOs) of a container refused');
   assert.is(readFileSync(join(dir, 'record.versions'), 'utf8'), 'x\n', 'runc --version ran once for two creates');
 });
 pods("an app container of a pod without the shim's user namespace is refused its own range (it would not own the pod's IPC namespace)", async () => {

@@ -26,7 +26,7 @@ import {
 const fixture = (name: string): Spec => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', name), 'utf8'));
 const SPECS = ['config-podman4.3-systemd.json', 'config-podman4.3-plain.json', 'config-runc1.1.5-spec.json', 'config-crun1.8.1-spec.json'];
 const MAPS = { uidMappings: [{ containerID: 0, hostID: 2147549184, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 2147549184, size: 65536 }] };
-const HOOKS = { path: '/usr/local/bin/oci-userns', env: ['PATH=/usr/bin:/bin'], createRuntimeTimeout: 120, poststopTimeout: 30 };
+const HOOKS = { path: '/usr/local/bin/oci-userns', env: ['PATH=/usr/bin:/bin'], createRuntimeTimeout: 120 };
 
 /** Runs a modifier on every captured spec and checks that it never changes its input. */
 function onEverySpec(modify: SpecModifier, check: (after: Spec, before: Spec, name: string) => void) {
@@ -114,10 +114,10 @@ sysctl('a new network namespace keeps its net.* sysctls', () => {
 sysctl.run();
 
 const hooks = suite('addHooks');
-hooks('appends createRuntime and poststop after the spec own hooks, with env and timeouts', () => {
-  onEverySpec(addHooks(HOOKS), (after, _before, name) => {
+hooks('appends createRuntime after the spec own hooks, with env and timeout; no poststop (the shim releases)', () => {
+  onEverySpec(addHooks(HOOKS), (after, before, name) => {
     assert.equal(after.hooks!.createRuntime!.at(-1), { path: HOOKS.path, args: ['oci-userns', 'hook', 'createRuntime'], env: HOOKS.env, timeout: 120 }, name);
-    assert.equal(after.hooks!.poststop!.at(-1), { path: HOOKS.path, args: ['oci-userns', 'hook', 'poststop'], env: HOOKS.env, timeout: 30 }, name);
+    assert.equal(after.hooks!.poststop, before.hooks?.poststop, name);
     assert.is(after.hooks!.prestart, undefined, name);
   });
   const withOthers = addHooks(HOOKS)(fixture('config-runc-spec-userns.json'));
@@ -129,7 +129,6 @@ hooks('a hook that names the program by another path (a symlink to it, as hooks.
   const spec = { ...fixture('config-runc1.1.5-spec.json'), hooks: { createRuntime: [{ path: '/usr/bin/oci-userns-link', args: ['oci-userns', 'hook', 'createRuntime'] }] } };
   const after = addHooks({ ...HOOKS, aliases: ['/usr/bin/oci-userns-link'] })(spec);
   assert.equal(after.hooks!.createRuntime!.map((h) => h.path), ['/usr/bin/oci-userns-link']);
-  assert.equal(after.hooks!.poststop!.map((h) => h.path), [HOOKS.path]);
   assert.is(addHooks(HOOKS)(spec).hooks!.createRuntime!.length, 2, 'without the alias it is another program');
 });
 hooks('a stage that runs the same hook already (from hooks.d) does not get it twice', () => {
@@ -218,7 +217,7 @@ systemdPipeline("the real containerd spec comes out bootable: hooks, cgroup name
   assert.equal(after.linux!.namespaces, before.linux!.namespaces, 'the joined user, network, ipc, uts namespaces stay (cgroup was there)');
   assert.equal(specMappings(after), specMappings(before));
   assert.equal(after.hooks!.createRuntime!.map((h) => h.args), [['oci-userns', 'hook', 'createRuntime']]);
-  assert.equal(after.hooks!.poststop!.map((h) => h.args), [['oci-userns', 'hook', 'poststop']]);
+  assert.is(after.hooks!.poststop, before.hooks?.poststop, 'no poststop hook: the shim releases at delete');
   assert.ok(after.mounts!.find((m) => m.destination === '/sys/fs/cgroup')!.options!.includes('rw'));
   assert.ok(after.mounts!.some((m) => m.destination === '/run' && m.type === 'tmpfs'));
   assert.is(after.annotations!['io.oci-userns.systemd'], 'true');
