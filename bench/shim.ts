@@ -5,9 +5,10 @@
 //     hands straight to runc;
 //   - `runc run` of a busybox `true`, pass-through: the shim decides to
 //     leave the spec alone (policy 'annotation'), against plain runc;
-//   - acting: the shim allocates, rewrites config.json, and its hooks run
-//     (createRuntime, poststop), against plain runc with the same user
-//     namespace and an already shifted rootfs.
+//   - acting: the shim allocates, lends config.json the container's spec,
+//     and serves the createRuntime hook from its own process (one Node.js
+//     start in all), against plain runc with the same user namespace and an
+//     already shifted rootfs.
 // Needs root, runc, busybox-static and cgroup2; on a hybrid host it reruns
 // itself in a private mount namespace whose /sys/fs/cgroup is cgroup2.
 // Runs the built program (dist/oci-userns.cjs, or $OCI_USERNS_PROGRAM)
@@ -63,7 +64,7 @@ function chownTree(path: string, id: number): void {
 }
 
 /** A busybox bundle running `true`; with `hostId`, in a user namespace mapped there, its rootfs owned accordingly. */
-function bundle(name: string, hostId?: number, args = ['true']): { dir: string; spec: string } {
+function bundle(name: string, hostId?: number, args = ['true']): { dir: string } {
   const dir = join(work, name);
   const rootfs = join(dir, 'rootfs');
   mkdirSync(join(rootfs, 'bin'), { recursive: true });
@@ -84,9 +85,8 @@ function bundle(name: string, hostId?: number, args = ['true']): { dir: string; 
     chownTree(rootfs, hostId);
     chownSync(rootfs, hostId, hostId);
   }
-  const text = JSON.stringify(spec, null, 2);
-  writeFileSync(join(dir, 'config.json'), text);
-  return { dir, spec: text };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec, null, 2));
+  return { dir };
 }
 
 try {
@@ -95,27 +95,24 @@ try {
   const plain = bundle('plain');
   const userns = bundle('userns', POOL_START);
   const acting = bundle('acting');
-  const run = (name: string, command: string, dir: string, env: NodeJS.ProcessEnv = process.env, prepare?: () => void): Candidate => ({
+  const run = (name: string, command: string, dir: string, env: NodeJS.ProcessEnv = process.env): Candidate => ({
     name,
     command,
     args: ['--root', runtimeRoot, 'run', '--bundle', dir, `bench-${name.replace(/\W+/g, '-')}`],
     options: { env },
-    prepare,
   });
-  // The shim rewrites config.json on every acting run: start each from the engine's spec.
-  const resetActing = () => writeFileSync(join(acting.dir, 'config.json'), acting.spec);
   const candidates: Candidate[] = [
     run('runc run', 'runc', plain.dir),
     run('shim run, pass-through', shim, plain.dir, { ...process.env, OCI_USERNS_CONFIG: passConfig }),
     run('runc run, user namespace', 'runc', userns.dir),
-    run('shim run, acting (userns, hooks)', shim, acting.dir, { ...process.env, OCI_USERNS_CONFIG: actConfig }, resetActing),
+    run('shim run, acting (userns, hooks)', shim, acting.dir, { ...process.env, OCI_USERNS_CONFIG: actConfig }),
   ];
   const sleeper = bundle('sleeper', undefined, ['sleep', '100000']);
   const started = spawnSync('runc', ['--root', runtimeRoot, 'run', '-d', '--bundle', sleeper.dir, 'bench-running'], { stdio: 'ignore' });
   if (started.status !== 0) throw new Error(`runc run -d of the container to call state and exec on: exit ${started.status}`);
   const call = (name: string, command: string, args: string[]): Candidate => ({ name, command, args: ['--root', runtimeRoot, ...args], options: { env: { ...process.env, OCI_USERNS_CONFIG: passConfig } } });
   candidates.unshift(
-    // The floor of a call that starts Node.js: the acting run starts it twice (the shim, its createRuntime hook).
+    // The floor of a call that starts Node.js: the acting run starts it once (the shim serves its createRuntime hook).
     { name: 'node -e 0', command: process.execPath, args: ['-e', '0'] },
     call('runc state', 'runc', ['state', 'bench-running']),
     call('shim state', shim, ['state', 'bench-running']),
