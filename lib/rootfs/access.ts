@@ -5,7 +5,7 @@
 // way themselves (podman chowns the container's layer directory); for a
 // container the shim gives one, the shim does it, as narrowly as it can.
 
-import { chmodSync, promises as fs, realpathSync, statSync } from 'node:fs';
+import { chmodSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoCode, RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
@@ -40,8 +40,8 @@ export function pathAndAncestors(path: string): string[] {
  * directory, runc's bundle), when it lacks it. Any other directory on the
  * way that blocks is the admin's to open: RefusedError naming it, nothing
  * changed. Returns the directories changed. Synchronous system calls, as
- * closedAncestor: on the shim's path the first asynchronous file operation
- * alone costs milliseconds.
+ * in readRawTreeAccess: on the shim's path the first asynchronous file
+ * operation alone costs milliseconds.
  */
 export async function openPathToRootfs(rootfs: string, who: Searcher, opts: { containerId?: string; logger?: Logger } = {}): Promise<string[]> {
   let real: string;
@@ -139,28 +139,28 @@ export async function readRawTreeAccess(rootfs: string, rangeUids: IdMapping[], 
   const mounts = readMounts(opts.mountinfoPath);
   const tree = treeOf(mounts, rootfs);
   const dirs = new Map<string, DirFacts>();
-  const statAll = async (path: string) => {
+  const statAll = (path: string) => {
     for (const dir of pathAndAncestors(dirname(path))) {
       if (dirs.has(dir)) continue;
       try {
-        const st = await fs.stat(dir);
+        const st = statSync(dir);
         dirs.set(dir, { uid: st.uid, mode: st.mode });
       } catch (error) {
         throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
       }
     }
   };
-  await statAll(rootfs);
+  statAll(rootfs);
   const exposures: string[] = [];
   for (const path of tree ? treeExposures(mounts, tree) : []) {
     if (path === rootfs) continue;
     try {
-      await fs.lstat(path);
+      lstatSync(path);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') continue;
       throw systemError('cannot stat', path, error, { containerId: opts.containerId });
     }
-    await statAll(path);
+    statAll(path);
     exposures.push(path);
   }
   return rawTreeAccess(rootfs, exposures, dirs, rangeUids);
