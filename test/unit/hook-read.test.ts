@@ -42,7 +42,7 @@ test('the rootfs resolved once to its real path; "shifted" from its owner when n
   assert.equal(owned.facts?.rootfs, { path: join(dir, 'bundle', 'layer'), shifted: true, closedBy: dir });
   const other = uid === 100000 ? 200000 : 100000;
   const notYet = await read({ ...spec, linux: { ...spec.linux, uidMappings: mapped(other), gidMappings: mapped(other) } });
-  const closedBy = uid === 0 ? { closedBy: dir } : {};
+  const closedBy = uid === 0 ? { closedBy: dir } : { openAt: join(dir, 'bundle', 'layer') };
   assert.equal(notYet.facts, { mappings: { uidMappings: mapped(other), gidMappings: mapped(other) }, rootfs: { path: join(dir, 'bundle', 'layer'), shifted: false, ...closedBy } });
 });
 test('which directory closes the way to the rootfs is looked up unless shift.method is chown', async () => {
