@@ -2,13 +2,15 @@
 // root, booted with /sbin/init under runc in a user namespace (container 0
 // -> host 300000, 65536 ids). Without oci-userns systemd would see its files
 // as nobody and die on "Failed to create /init.scope control group"; with
-// the hook it boots. Prints what the hook did and systemd's state, then
-// removes the container and the temporary tree.
+// the hook it boots. The rootfs sits behind a directory closed to every host
+// user but the container's range, so the hook gives it an ID-mapped mount
+// (nothing rewritten; README "ID-mapped rootfs"). Prints what the hook did
+// and systemd's state, then removes the container and the temporary tree.
 import { lstatSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { resolveCgroupDir, unifiedCgroupPath } from '../lib/cgroup/delegate';
 import { cgroup2Mount } from '../lib/sys/mountinfo';
-import { buildProgram, buildSpec, debianRootfs, programHook, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig } from '../test/e2e/harness';
+import { buildIdmapHelper, buildProgram, buildSpec, closeParentToRange, debianRootfs, programHook, Runtime, Session, skipReason, uniqueId, waitForSystemd, Workspace, writeBundle, writeProgramConfig } from '../test/e2e/harness';
 
 const HOST_ID = 300000;
 const SIZE = 65536;
@@ -24,13 +26,14 @@ const step = (text: string) => console.log(`\n== ${text}`);
 const owner = (path: string) => `${lstatSync(path).uid}:${lstatSync(path).gid}`;
 
 await buildProgram();
+await buildIdmapHelper();
 const work = Workspace.create('oci-userns-demo-');
 const session = await Session.open();
 const runtime = new Runtime(session, runtimeName);
 try {
   step('Debian bookworm with systemd (cached tarball; the first run builds it with debootstrap)');
-  const rootfs = await debianRootfs(work.path('rootfs'));
-  console.log(`rootfs ${rootfs}, owned by ${owner(rootfs)} (host root)`);
+  const rootfs = closeParentToRange(await debianRootfs(work.path('private', 'rootfs')), HOST_ID);
+  console.log(`rootfs ${rootfs}, owned by ${owner(rootfs)} (host root), behind ${dirname(rootfs)} (0700, the range's root)`);
 
   const config = writeProgramConfig(work.path('config'));
   const id = uniqueId('oci-userns-demo');
@@ -53,7 +56,7 @@ try {
   console.log(`  range   ${JSON.stringify(verdict.range)}`);
   console.log(`  shift   ${JSON.stringify(verdict.shift)}`);
   console.log(`  cgroup  ${JSON.stringify(verdict.cgroup)}`);
-  console.log(`rootfs now owned by ${owner(rootfs)}`);
+  console.log(`raw rootfs now owned by ${owner(rootfs)}${verdict.shift?.action === 'idmapped' ? ' (an ID-mapped mount: nothing rewritten)' : ''}`);
 
   step('systemctl is-system-running --wait (inside the container)');
   const { state, output } = await waitForSystemd(runtime, id);
