@@ -5,16 +5,18 @@
 // Typical use in a suite:
 //
 //   const skip = await skipReason({ runtimes: ['runc'] });
-//   if (skip) { skipLoudly('my suite', skip); ... register a skipped test ... }
-//   const work = Workspace.create('oci-userns-mytest-');          // 0755 temp dir
-//   const session = await Session.open();                         // where runtimes see cgroup2
-//   const runc = new Runtime(session, 'runc');
-//   const rootfs = busyboxRootfs(work.path('rootfs'));
-//   const bundle = writeBundle(work.path('b1'), buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: { hostId: 300000, size: 65536 } }));
-//   const id = uniqueId('mytest');
-//   await runc.run(id, bundle, { detach: true });
-//   ... runc.exec(id, [...]) ...
-//   finally: await runc.cleanup(); session.close(); work.remove();
+//   // When skip is set: prints "SKIPPED my suite: <skip>", each test counts as skipped, no hook runs.
+//   const test = skippedUnless(suite('my suite'), 'my suite', skip);  // ../helpers/skip.ts
+//   test.before: work = Workspace.create('oci-userns-mytest-');       // 0755 temp dir
+//                session = await Session.open();                      // where runtimes see cgroup2
+//   test(...):   const runc = new Runtime(session, 'runc');
+//                const rootfs = busyboxRootfs(work.path('rootfs'));
+//                const bundle = writeBundle(work.path('b1'), buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: { hostId: 300000, size: 65536 } }));
+//                const id = uniqueId('mytest');
+//                await runc.run(id, bundle, { detach: true });
+//                ... runc.exec(id, [...]) ...
+//                finally: await runc.cleanup();
+//   test.after:  session?.close(); work?.remove();
 //
 // Machine facts behind the choices here: ../../../shared/testing-on-this-machine.md
 // (hybrid cgroups, no CAP_SYS_RESOURCE, 0700 temp dirs, systemd's console).
@@ -66,7 +68,7 @@ export interface Needs {
   program?: boolean;
 }
 
-/** Why an e2e suite cannot run here, or undefined. Suites print it with skipLoudly and never pass silently. */
+/** Why an e2e suite cannot run here, or undefined. Suites pass it to skippedUnless (../helpers/skip.ts), which prints it and counts each test as skipped, never as passed. */
 export async function skipReason(needs: Needs = {}): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root';
   const host = detectCgroupHost();
@@ -76,10 +78,6 @@ export async function skipReason(needs: Needs = {}): Promise<string | undefined>
   for (const file of needs.files ?? []) if (!existsSync(file.path)) return `${file.path} is missing (${file.hint})`;
   if (needs.program && !existsSync(PROGRAM)) return `${PROGRAM} is not built (npm run build)`;
   return undefined;
-}
-
-export function skipLoudly(suite: string, reason: string): void {
-  console.log(`SKIPPED ${suite}: ${reason}`);
 }
 
 let built: Promise<void> | undefined;

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { skippedUnless } from '../helpers/skip';
 import {
   buildIdmapHelper,
   buildProgram,
@@ -27,7 +28,6 @@ import {
   programHooks,
   Runtime,
   Session,
-  skipLoudly,
   skipReason,
   uniqueId,
   Workspace,
@@ -43,7 +43,7 @@ const NAME = 'idmapped rootfs safety: no host user gets euid 0 from a setuid fil
 const MAKE_SETUID = 'cp /bin/euid /suid-euid && chmod 4755 /suid-euid';
 
 const skip = await skipReason({ runtimes: ['runc'], commands: ['make', 'cc', 'runuser'] });
-const test = suite(NAME);
+const test = skippedUnless(suite(NAME), NAME, skip);
 let work: Workspace | undefined;
 let session: Session | undefined;
 let euidProgram = '';
@@ -79,94 +79,89 @@ async function runContainer(name: string, root: string, hooks: Parameters<typeof
 
 const configured = (dir: string, overrides: Record<string, unknown> = {}) => programHooks(writeProgramConfig(dir, overrides).path);
 
-if (skip) {
-  skipLoudly(NAME, skip);
-  test.skip(`${NAME} (skipped: ${skip})`, () => {});
-} else {
-  test.before(async () => {
-    await Promise.all([buildProgram(), buildIdmapHelper()]);
-    work = Workspace.create('oci-userns-idmap-safety-');
-    euidProgram = work.path('euid');
-    writeFileSync(`${euidProgram}.c`, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%u\\n", (unsigned)geteuid()); return 0; }\n');
-    await execa('cc', ['-static', '-O2', '-o', euidProgram, `${euidProgram}.c`]);
-    session = await Session.open();
-  });
-  test.after(() => {
-    session?.close();
-    work?.remove();
-  });
+test.before(async () => {
+  await Promise.all([buildProgram(), buildIdmapHelper()]);
+  work = Workspace.create('oci-userns-idmap-safety-');
+  euidProgram = work.path('euid');
+  writeFileSync(`${euidProgram}.c`, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%u\\n", (unsigned)geteuid()); return 0; }\n');
+  await execa('cc', ['-static', '-O2', '-o', euidProgram, `${euidProgram}.c`]);
+  session = await Session.open();
+});
+test.after(() => {
+  session?.close();
+  work?.remove();
+});
 
-  test('control: idmapped without the rule (bare helper), the setuid file made inside gives nobody euid 0 on the raw tree', async () => {
-    const root = rootfs(work!.path('control', 'rootfs'));
-    const hook = work!.path('control', 'hook.sh');
-    writeFileSync(hook, `#!/bin/sh\npid=$(sed -n 's/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p')\nexec ${IDMAP_HELPER} mount --mntns /proc/$pid/ns/mnt --userns /proc/$pid/ns/user ${root}\n`, { mode: 0o755 });
-    const result = await runContainer('control', root, { createRuntime: [{ path: hook }] });
-    assert.is(result.exitCode, 0, result.all);
-    assert.is((await runAsNobody(join(root, 'suid-euid'))).all, 'euid=0', 'the danger the rule exists for');
-  });
+test('control: idmapped without the rule (bare helper), the setuid file made inside gives nobody euid 0 on the raw tree', async () => {
+  const root = rootfs(work!.path('control', 'rootfs'));
+  const hook = work!.path('control', 'hook.sh');
+  writeFileSync(hook, `#!/bin/sh\npid=$(sed -n 's/.*"pid": *\\([0-9][0-9]*\\).*/\\1/p')\nexec ${IDMAP_HELPER} mount --mntns /proc/$pid/ns/mnt --userns /proc/$pid/ns/user ${root}\n`, { mode: 0o755 });
+  const result = await runContainer('control', root, { createRuntime: [{ path: hook }] });
+  assert.is(result.exitCode, 0, result.all);
+  assert.is((await runAsNobody(join(root, 'suid-euid'))).all, 'euid=0', 'the danger the rule exists for');
+});
 
-  test('auto, rootfs behind a parent closed to other host users: idmapped; nobody cannot reach the setuid file', async () => {
-    const root = closeParentToRange(rootfs(work!.path('closed', 'rootfs')), HOST_ID);
-    const result = await runContainer('closed', root, configured(work!.path('closed', 'config')));
-    assert.is(result.exitCode, 0, result.all);
-    const made = statSync(join(root, 'suid-euid'));
-    assert.equal([made.uid, made.gid, made.mode & 0o7777], [0, 0, 0o4755], 'idmapped: on the raw tree the file is a host setuid-root file');
-    const asNobody = await runAsNobody(join(root, 'suid-euid'));
-    assert.not.match(asNobody.all, 'euid=0');
-    assert.match(asNobody.all, /Permission denied/);
-  });
+test('auto, rootfs behind a parent closed to other host users: idmapped; nobody cannot reach the setuid file', async () => {
+  const root = closeParentToRange(rootfs(work!.path('closed', 'rootfs')), HOST_ID);
+  const result = await runContainer('closed', root, configured(work!.path('closed', 'config')));
+  assert.is(result.exitCode, 0, result.all);
+  const made = statSync(join(root, 'suid-euid'));
+  assert.equal([made.uid, made.gid, made.mode & 0o7777], [0, 0, 0o4755], 'idmapped: on the raw tree the file is a host setuid-root file');
+  const asNobody = await runAsNobody(join(root, 'suid-euid'));
+  assert.not.match(asNobody.all, 'euid=0');
+  assert.match(asNobody.all, /Permission denied/);
+});
 
-  test('auto, rootfs every host user can reach: shifted with chown instead; the setuid file is the range root, not host root', async () => {
-    const root = rootfs(work!.path('open', 'rootfs'));
-    const result = await runContainer('open', root, configured(work!.path('open', 'config')));
-    assert.is(result.exitCode, 0, result.all);
-    assert.is((await runAsNobody(join(root, 'suid-euid'))).all, `euid=${HOST_ID}`);
-  });
+test('auto, rootfs every host user can reach: shifted with chown instead; the setuid file is the range root, not host root', async () => {
+  const root = rootfs(work!.path('open', 'rootfs'));
+  const result = await runContainer('open', root, configured(work!.path('open', 'config')));
+  assert.is(result.exitCode, 0, result.all);
+  assert.is((await runAsNobody(join(root, 'suid-euid'))).all, `euid=${HOST_ID}`);
+});
 
-  /**
-   * B/closed/rootfs (B/closed: 0700, the range's) is a bind mount, made in
-   * the session's mount namespace where the runtime and the hook run, of
-   * B/open/rootfs (B, B/open: 0755): the rootfs's own path is closed, its
-   * raw tree is not. Unmounted whatever happens.
-   */
-  async function withBoundRootfs(name: string, body: (paths: { open: string; closed: string }) => Promise<void>): Promise<void> {
-    const open = rootfs(work!.path(name, 'B', 'open', 'rootfs'));
-    const closed = work!.path(name, 'B', 'closed', 'rootfs');
-    mkdirSync(closed, { mode: 0o755 });
-    closeParentToRange(closed, HOST_ID);
-    const bound = await session!.run(['mount', '--bind', open, closed]);
-    assert.is(bound.exitCode, 0, bound.all);
-    try {
-      await body({ open, closed });
-    } finally {
-      await session!.run(['umount', closed]);
-    }
+/**
+ * B/closed/rootfs (B/closed: 0700, the range's) is a bind mount, made in
+ * the session's mount namespace where the runtime and the hook run, of
+ * B/open/rootfs (B, B/open: 0755): the rootfs's own path is closed, its
+ * raw tree is not. Unmounted whatever happens.
+ */
+async function withBoundRootfs(name: string, body: (paths: { open: string; closed: string }) => Promise<void>): Promise<void> {
+  const open = rootfs(work!.path(name, 'B', 'open', 'rootfs'));
+  const closed = work!.path(name, 'B', 'closed', 'rootfs');
+  mkdirSync(closed, { mode: 0o755 });
+  closeParentToRange(closed, HOST_ID);
+  const bound = await session!.run(['mount', '--bind', open, closed]);
+  assert.is(bound.exitCode, 0, bound.all);
+  try {
+    await body({ open, closed });
+  } finally {
+    await session!.run(['umount', closed]);
   }
-
-  test('auto, a closed rootfs path that is a bind mount of a tree under open directories: shifted with chown; nobody gets no euid 0 on the raw tree', async () => {
-    await withBoundRootfs('bound', async ({ open, closed }) => {
-      const result = await runContainer('bound', closed, configured(work!.path('bound', 'config')));
-      assert.is(result.exitCode, 0, result.all);
-      assert.is((await runAsNobody(join(open, 'suid-euid'))).all, `euid=${HOST_ID}`, 'the raw tree at the open path holds no host setuid-root file');
-    });
-  });
-
-  test('shift.method idmap, a closed rootfs path that is a bind mount of an open tree: refused, naming the open path', async () => {
-    await withBoundRootfs('bound-idmap', async ({ open, closed }) => {
-      const result = await runContainer('bound-idmap', closed, configured(work!.path('bound-idmap', 'config'), { shift: { method: 'idmap' } }));
-      assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
-      assert.match(result.all, `at ${open} (a mount that shows it)`);
-      assert.not.ok(existsSync(join(open, 'suid-euid')));
-    });
-  });
-
-  test('shift.method idmap, rootfs every host user can reach: the container is refused, nothing made', async () => {
-    const root = rootfs(work!.path('refused', 'rootfs'));
-    const result = await runContainer('refused', root, configured(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
-    assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
-    assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 3600000000:3600000000 /);
-    assert.not.ok(existsSync(join(root, 'suid-euid')));
-  });
 }
+
+test('auto, a closed rootfs path that is a bind mount of a tree under open directories: shifted with chown; nobody gets no euid 0 on the raw tree', async () => {
+  await withBoundRootfs('bound', async ({ open, closed }) => {
+    const result = await runContainer('bound', closed, configured(work!.path('bound', 'config')));
+    assert.is(result.exitCode, 0, result.all);
+    assert.is((await runAsNobody(join(open, 'suid-euid'))).all, `euid=${HOST_ID}`, 'the raw tree at the open path holds no host setuid-root file');
+  });
+});
+
+test('shift.method idmap, a closed rootfs path that is a bind mount of an open tree: refused, naming the open path', async () => {
+  await withBoundRootfs('bound-idmap', async ({ open, closed }) => {
+    const result = await runContainer('bound-idmap', closed, configured(work!.path('bound-idmap', 'config'), { shift: { method: 'idmap' } }));
+    assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
+    assert.match(result.all, `at ${open} (a mount that shows it)`);
+    assert.not.ok(existsSync(join(open, 'suid-euid')));
+  });
+});
+
+test('shift.method idmap, rootfs every host user can reach: the container is refused, nothing made', async () => {
+  const root = rootfs(work!.path('refused', 'rootfs'));
+  const result = await runContainer('refused', root, configured(work!.path('refused', 'config'), { shift: { method: 'idmap' } }));
+  assert.ok(result.exitCode !== 0, `the container must not start: ${result.all}`);
+  assert.match(result.all, /every host user can reach the rootfs .*close its parent to others \(chown 3600000000:3600000000 /);
+  assert.not.ok(existsSync(join(root, 'suid-euid')));
+});
 
 test.run();
