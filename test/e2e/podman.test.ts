@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { skippedUnless } from '../helpers/skip';
 import { cgroup2MountPoint } from '../../lib/doctor/doctor';
 import { DEFAULTS } from '../../lib/config/config';
 import { hostRangesOverlap, parseProcIdMap, type IdMapping } from '../../lib/oci/idmap';
@@ -60,14 +61,13 @@ async function ensureImage() {
 }
 
 const skip = await whyNot();
-const test = suite('podman 4 + runc: systemd in a user namespace through the installed hooks.d files');
+const test = skippedUnless(suite('podman 4 + runc: systemd in a user namespace through the installed hooks.d files'), 'podman e2e', skip);
 let dir = '';
 let hooksDir = '';
 let logFile = '';
 const names: string[] = [];
 
 test.before(async () => {
-  if (skip) return;
   ensureSubids();
   await ensureImage();
   dir = mkdtempSync(join(tmpdir(), 'oci-userns-podman-'));
@@ -81,7 +81,6 @@ test.before(async () => {
   assert.is(install.exitCode, 0, install.all);
 });
 test.after(async () => {
-  if (skip) return;
   if (names.length > 0) await engineShell(`podman rm -f --ignore ${names.join(' ')} >/dev/null`);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -109,128 +108,123 @@ async function containerId(name: string, cidFile: string): Promise<string> {
   return readFileSync(cidFile, 'utf8').trim();
 }
 
-if (skip) {
-  console.log(`SKIPPED podman e2e: ${skip}`);
-  test.skip('podman e2e (skipped)', () => {});
-} else {
-  test('without the hooks: the systemd container exits 255 (runc does not delegate the cgroup)', async () => {
-    const name = uniqueName('nohooks');
-    const result = await engineShell(`podman run --rm --name ${name} --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init`);
-    assert.is(result.exitCode, 255, result.all);
-  });
+test('without the hooks: the systemd container exits 255 (runc does not delegate the cgroup)', async () => {
+  const name = uniqueName('nohooks');
+  const result = await engineShell(`podman run --rm --name ${name} --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init`);
+  assert.is(result.exitCode, 255, result.all);
+});
 
-  test('with the hooks: systemd boots to running or degraded; each stage ran once', async () => {
-    const name = uniqueName('systemd');
-    const cid = join(dir, `${name}.cid`);
-    const result = await engineShell(
-      [
-        // -t gives systemd a console, so `podman logs` has its boot messages when it fails.
-        `podman run -d -t --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init >/dev/null`,
-        // Before PID 1 opens its bus, systemctl fails at once ("Failed to connect to bus"): ask again until it answers.
-        `deadline=$(($(date +%s) + 90)); while :; do state=$(timeout 90 podman exec ${name} systemctl is-system-running --wait 2>/dev/null); [ -n "$state" ] && [ "$state" != offline ] && break; [ "$(date +%s)" -lt "$deadline" ] || break; sleep 0.1; done`,
-        'echo "state=$state"',
-        `case "$state" in running|degraded) ;; *) podman logs --tail 15 ${name} ;; esac`,
-        `podman stop -t 10 ${name} >/dev/null`,
-        `podman rm -f ${name} >/dev/null`,
-      ].join('\n'),
-    );
-    assert.match(result.stdout, /^state=(running|degraded)$/m, result.all);
-    const lines = logLines(await containerId(name, cid));
-    assert.equal(
-      lines.map((l) => [l.stage, l.outcome]),
-      [
-        ['createRuntime', 'done'],
-        ['poststop', 'done'],
-      ],
-      'the annotation on a systemd container must not start the hook twice',
-    );
-  });
+test('with the hooks: systemd boots to running or degraded; each stage ran once', async () => {
+  const name = uniqueName('systemd');
+  const cid = join(dir, `${name}.cid`);
+  const result = await engineShell(
+    [
+      // -t gives systemd a console, so `podman logs` has its boot messages when it fails.
+      `podman run -d -t --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto --systemd=always ${RUN.join(' ')} ${IMAGE} /sbin/init >/dev/null`,
+      // Before PID 1 opens its bus, systemctl fails at once ("Failed to connect to bus"): ask again until it answers.
+      `deadline=$(($(date +%s) + 90)); while :; do state=$(timeout 90 podman exec ${name} systemctl is-system-running --wait 2>/dev/null); [ -n "$state" ] && [ "$state" != offline ] && break; [ "$(date +%s)" -lt "$deadline" ] || break; sleep 0.1; done`,
+      'echo "state=$state"',
+      `case "$state" in running|degraded) ;; *) podman logs --tail 15 ${name} ;; esac`,
+      `podman stop -t 10 ${name} >/dev/null`,
+      `podman rm -f ${name} >/dev/null`,
+    ].join('\n'),
+  );
+  assert.match(result.stdout, /^state=(running|degraded)$/m, result.all);
+  const lines = logLines(await containerId(name, cid));
+  assert.equal(
+    lines.map((l) => [l.stage, l.outcome]),
+    [
+      ['createRuntime', 'done'],
+      ['poststop', 'done'],
+    ],
+    'the annotation on a systemd container must not start the hook twice',
+  );
+});
 
-  test('a non-systemd container without the annotation never starts the hook', async () => {
-    const name = uniqueName('plain');
-    const cid = join(dir, `${name}.cid`);
-    const result = await engineShell(`podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`);
-    assert.is(result.exitCode, 0, result.all);
-    assert.equal(logLines(await containerId(name, cid)), [], 'no log line: the hook was not started');
-  });
+test('a non-systemd container without the annotation never starts the hook', async () => {
+  const name = uniqueName('plain');
+  const cid = join(dir, `${name}.cid`);
+  const result = await engineShell(`podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`);
+  assert.is(result.exitCode, 0, result.all);
+  assert.equal(logLines(await containerId(name, cid)), [], 'no log line: the hook was not started');
+});
 
-  test('a non-systemd container with io.oci-userns.enable=true gets createRuntime and poststop once', async () => {
-    const name = uniqueName('annotated');
-    const cid = join(dir, `${name}.cid`);
-    const result = await engineShell(
-      `podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`,
-    );
-    assert.is(result.exitCode, 0, result.all);
-    assert.equal(logLines(await containerId(name, cid)).map((l) => l.stage), ['createRuntime', 'poststop']);
-  });
+test('a non-systemd container with io.oci-userns.enable=true gets createRuntime and poststop once', async () => {
+  const name = uniqueName('annotated');
+  const cid = join(dir, `${name}.cid`);
+  const result = await engineShell(
+    `podman run --rm --cidfile ${cid} --name ${name} --hooks-dir ${hooksDir} --annotation io.oci-userns.enable=true --userns=auto ${RUN.join(' ')} ${IMAGE} /bin/true`,
+  );
+  assert.is(result.exitCode, 0, result.all);
+  assert.equal(logLines(await containerId(name, cid)).map((l) => l.stage), ['createRuntime', 'poststop']);
+});
 
-  test("host-wide: alloc and the shim never hand out ids a podman --userns=auto container holds, stopped or running", async () => {
-    await buildProgram();
-    const session = await Session.open();
-    const stopped = uniqueName('auto-stopped');
-    const running = uniqueName('auto-running');
-    const work = join(dir, 'host-wide');
-    const shimRoot = join(work, 'runc');
-    let shimId = '';
-    try {
-      // No hooks: podman alone chooses these ranges, from the same pool (containers in /etc/subuid).
-      const create = await session.run(['podman', 'create', '--name', stopped, '--userns=auto', ...RUN, IMAGE, '/bin/true']);
-      assert.is(create.exitCode, 0, create.all);
-      const run = await session.run(['podman', 'run', '-d', '--name', running, '--userns=auto', ...RUN, IMAGE, 'sleep', '300']);
-      assert.is(run.exitCode, 0, run.all);
-      const pid = (await session.run(['podman', 'inspect', '--format', '{{.State.Pid}}', running])).stdout.trim();
-      const live = parseProcIdMap(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), 'uid_map');
-      const storageList = '/var/lib/containers/storage/overlay-containers/containers.json';
-      const kept = parseStorageContainers(readFileSync(storageList, 'utf8'), storageList).find((c) => c.names.includes(stopped));
-      assert.ok(kept, `containers/storage keeps no range for the stopped ${stopped}`);
-      const podman: Array<[string, IdMapping[]]> = [
-        [stopped, kept.uidMappings],
-        [running, live],
-      ];
+test("host-wide: alloc and the shim never hand out ids a podman --userns=auto container holds, stopped or running", async () => {
+  await buildProgram();
+  const session = await Session.open();
+  const stopped = uniqueName('auto-stopped');
+  const running = uniqueName('auto-running');
+  const work = join(dir, 'host-wide');
+  const shimRoot = join(work, 'runc');
+  let shimId = '';
+  try {
+    // No hooks: podman alone chooses these ranges, from the same pool (containers in /etc/subuid).
+    const create = await session.run(['podman', 'create', '--name', stopped, '--userns=auto', ...RUN, IMAGE, '/bin/true']);
+    assert.is(create.exitCode, 0, create.all);
+    const run = await session.run(['podman', 'run', '-d', '--name', running, '--userns=auto', ...RUN, IMAGE, 'sleep', '300']);
+    assert.is(run.exitCode, 0, run.all);
+    const pid = (await session.run(['podman', 'inspect', '--format', '{{.State.Pid}}', running])).stdout.trim();
+    const live = parseProcIdMap(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), 'uid_map');
+    const storageList = '/var/lib/containers/storage/overlay-containers/containers.json';
+    const kept = parseStorageContainers(readFileSync(storageList, 'utf8'), storageList).find((c) => c.names.includes(stopped));
+    assert.ok(kept, `containers/storage keeps no range for the stopped ${stopped}`);
+    const podman: Array<[string, IdMapping[]]> = [
+      [stopped, kept.uidMappings],
+      [running, live],
+    ];
 
-      // Names whose preferred block (the allocator's hash) is the one podman holds: the registry alone would hand it out.
-      const config = { ...DEFAULTS.pool };
-      const pool = await readPool({ pool: config });
-      const nameFor = (held: IdMapping[], prefix: string) => {
-        for (let i = 0; i < 1_000_000; i++) {
-          const key = `${prefix}-${i}`;
-          const choice = chooseRange({ pool, blockSize: config.blockSize, key, inUse: [] });
-          if (hostRangesOverlap(choice.uidMappings, held)) return key;
-        }
-        throw new Error(`no name lands on ${JSON.stringify(held)}`);
-      };
-      mkdirSync(work, { recursive: true, mode: 0o755 });
-      const configPath = join(work, 'oci-userns.json');
-      writeFileSync(configPath, JSON.stringify({ logFile: join(work, 'log'), stateDir: join(work, 'state'), runtime: { path: 'runc', policy: 'always' } }));
-      const allocId = nameFor(kept.uidMappings, 'alloc');
-      const alloc = await execa(process.execPath, [PROGRAM, 'alloc', allocId, '--json', '--config', configPath], { reject: false, all: true });
-      assert.is(alloc.exitCode, 0, alloc.all);
-      const allocated = JSON.parse(alloc.stdout) as { uidMappings: IdMapping[]; gidMappings: IdMapping[] };
-
-      shimId = nameFor(live, 'shim');
-      const rootfs = busyboxRootfs(join(work, 'rootfs'));
-      const bundle = writeBundle(join(work, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['sleep', '300'], userns: false }));
-      const shim = join(work, 'oci-userns-runtime');
-      symlinkSync(PROGRAM, shim);
-      // Detached, the container keeps the stdio it was given: a file, not the test's pipes.
-      const out = join(work, 'shim.out');
-      const started = await session.run(['sh', '-c', `"$0" --root ${shimRoot} run -d --bundle ${bundle} ${shimId} </dev/null >${out} 2>&1`, shim], { env: { ...process.env, OCI_USERNS_CONFIG: configPath } });
-      assert.is(started.exitCode, 0, readFileSync(out, 'utf8'));
-      const shimPid = JSON.parse((await session.run(['runc', '--root', shimRoot, 'state', shimId])).stdout).pid as number;
-      const shimMap = parseProcIdMap(readFileSync(`/proc/${shimPid}/uid_map`, 'utf8'), 'uid_map');
-
-      for (const [ours, what] of [
-        [allocated.uidMappings, `oci-userns alloc ${allocId}`],
-        [shimMap, `the shim's container ${shimId}`],
-      ] as const) {
-        for (const [name, held] of podman) assert.not.ok(hostRangesOverlap(ours, held), `${what} got ${JSON.stringify(ours)}, which overlaps podman's ${name} ${JSON.stringify(held)}`);
+    // Names whose preferred block (the allocator's hash) is the one podman holds: the registry alone would hand it out.
+    const config = { ...DEFAULTS.pool };
+    const pool = await readPool({ pool: config });
+    const nameFor = (held: IdMapping[], prefix: string) => {
+      for (let i = 0; i < 1_000_000; i++) {
+        const key = `${prefix}-${i}`;
+        const choice = chooseRange({ pool, blockSize: config.blockSize, key, inUse: [] });
+        if (hostRangesOverlap(choice.uidMappings, held)) return key;
       }
-    } finally {
-      if (shimId) await session.run(['runc', '--root', shimRoot, 'delete', '-f', shimId]);
-      await session.run(['podman', 'rm', '-f', '--ignore', stopped, running]);
-      session.close();
+      throw new Error(`no name lands on ${JSON.stringify(held)}`);
+    };
+    mkdirSync(work, { recursive: true, mode: 0o755 });
+    const configPath = join(work, 'oci-userns.json');
+    writeFileSync(configPath, JSON.stringify({ logFile: join(work, 'log'), stateDir: join(work, 'state'), runtime: { path: 'runc', policy: 'always' } }));
+    const allocId = nameFor(kept.uidMappings, 'alloc');
+    const alloc = await execa(process.execPath, [PROGRAM, 'alloc', allocId, '--json', '--config', configPath], { reject: false, all: true });
+    assert.is(alloc.exitCode, 0, alloc.all);
+    const allocated = JSON.parse(alloc.stdout) as { uidMappings: IdMapping[]; gidMappings: IdMapping[] };
+
+    shimId = nameFor(live, 'shim');
+    const rootfs = busyboxRootfs(join(work, 'rootfs'));
+    const bundle = writeBundle(join(work, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['sleep', '300'], userns: false }));
+    const shim = join(work, 'oci-userns-runtime');
+    symlinkSync(PROGRAM, shim);
+    // Detached, the container keeps the stdio it was given: a file, not the test's pipes.
+    const out = join(work, 'shim.out');
+    const started = await session.run(['sh', '-c', `"$0" --root ${shimRoot} run -d --bundle ${bundle} ${shimId} </dev/null >${out} 2>&1`, shim], { env: { ...process.env, OCI_USERNS_CONFIG: configPath } });
+    assert.is(started.exitCode, 0, readFileSync(out, 'utf8'));
+    const shimPid = JSON.parse((await session.run(['runc', '--root', shimRoot, 'state', shimId])).stdout).pid as number;
+    const shimMap = parseProcIdMap(readFileSync(`/proc/${shimPid}/uid_map`, 'utf8'), 'uid_map');
+
+    for (const [ours, what] of [
+      [allocated.uidMappings, `oci-userns alloc ${allocId}`],
+      [shimMap, `the shim's container ${shimId}`],
+    ] as const) {
+      for (const [name, held] of podman) assert.not.ok(hostRangesOverlap(ours, held), `${what} got ${JSON.stringify(ours)}, which overlaps podman's ${name} ${JSON.stringify(held)}`);
     }
-  });
-}
+  } finally {
+    if (shimId) await session.run(['runc', '--root', shimRoot, 'delete', '-f', shimId]);
+    await session.run(['podman', 'rm', '-f', '--ignore', stopped, running]);
+    session.close();
+  }
+});
 
 test.run();

@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { skippedUnless } from '../helpers/skip';
 import { cgroup2MountPoint } from '../../lib/doctor/doctor';
 import type { IdMapping } from '../../lib/oci/idmap';
 import { parseRegistry, type RangeEntry } from '../../lib/ranges/registry';
-import { cgroup2ShellArgv, commandExists } from './harness';
+import { buildProgram, cgroup2ShellArgv, commandExists, PROGRAM } from './harness';
 
 const root = join(import.meta.dirname, '..', '..');
-const program = join(root, 'dist', 'oci-userns.cjs');
 const BUSYBOX = '/bin/busybox';
 
 async function whyNot(): Promise<string | undefined> {
@@ -30,7 +30,7 @@ async function whyNot(): Promise<string | undefined> {
 }
 
 const skip = await whyNot();
-const test = suite('runc + hook: ranges registered, overlap refused, released at poststop');
+const test = skippedUnless(suite('runc + hook: ranges registered, overlap refused, released at poststop'), 'runc ranges e2e', skip);
 let work = '';
 const tag = `${process.pid}`;
 const ids = { a: `ranges-a-${tag}`, b: `ranges-b-${tag}`, c: `ranges-c-${tag}`, shared: `ranges-shared-${tag}`, joiner: `ranges-joiner-${tag}`, late: `ranges-late-${tag}` };
@@ -48,16 +48,14 @@ function bundle(name: string, hostID: number, size: number, config: string): str
   const map: IdMapping[] = [{ containerID: 0, hostID, size }];
   spec.linux.uidMappings = map;
   spec.linux.gidMappings = map;
-  const hook = (stage: string) => [{ path: process.execPath, args: ['node', program, 'hook', stage, '--config', config] }];
+  const hook = (stage: string) => [{ path: process.execPath, args: ['node', PROGRAM, 'hook', stage, '--config', config] }];
   spec.hooks = { createRuntime: hook('createRuntime'), poststop: hook('poststop') };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
   return dir;
 }
 
 test.before(async () => {
-  if (skip) return;
-  const build = await execa(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, reject: false, all: true });
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.all}`);
+  await buildProgram();
   work = mkdtempSync(join(tmpdir(), 'oci-userns-ranges-e2e-'));
   // Container root maps to unprivileged host ids, which must reach the rootfs.
   chmodSync(work, 0o755);
@@ -88,16 +86,12 @@ function snapshot(output: string, marker: string): RangeEntry[] {
   return parseRegistry(match[1]!, marker);
 }
 
-if (skip) {
-  console.log(`SKIPPED runc ranges e2e: ${skip}`);
-  test.skip('runc ranges e2e (skipped)', () => {});
-} else {
-  test('two containers registered, an overlapping third refused, registry empty after both stop', async () => {
-    const { stateDir, config } = programConfig('config-plain');
-    const bundles = { a: bundle('a', A, 65536, config), b: bundle('b', B, 65536, config), c: bundle('c', A + 4096, 1000, config) };
-    const runcRoot = join(work, 'runc');
-    const runc = `runc --root ${runcRoot}`;
-    const script = `
+test('two containers registered, an overlapping third refused, registry empty after both stop', async () => {
+  const { stateDir, config } = programConfig('config-plain');
+  const bundles = { a: bundle('a', A, 65536, config), b: bundle('b', B, 65536, config), c: bundle('c', A + 4096, 1000, config) };
+  const runcRoot = join(work, 'runc');
+  const runc = `runc --root ${runcRoot}`;
+  const script = `
   set -u
   trap '${Object.values(ids).map((id) => `${runc} delete -f ${id} >/dev/null 2>&1`).join('; ')}' EXIT
   for x in a b; do
@@ -111,46 +105,46 @@ if (skip) {
   ${runc} delete -f "$ID_a"; ${runc} delete -f "$ID_b"
   echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
   `;
-    const env = { ID_a: ids.a, ID_b: ids.b, ID_c: ids.c, BUNDLE_a: bundles.a, BUNDLE_b: bundles.b, BUNDLE_c: bundles.c, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    const argv = cgroup2ShellArgv(script);
-    const result = await execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true, timeout: 120_000 });
-    const out = result.all ?? '';
-    assert.is(result.exitCode, 0, out);
+  const env = { ID_a: ids.a, ID_b: ids.b, ID_c: ids.c, BUNDLE_a: bundles.a, BUNDLE_b: bundles.b, BUNDLE_c: bundles.c, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const argv = cgroup2ShellArgv(script);
+  const result = await execa(argv[0]!, argv.slice(1), { env, extendEnv: false, reject: false, all: true, timeout: 120_000 });
+  const out = result.all ?? '';
+  assert.is(result.exitCode, 0, out);
 
-    const running = snapshot(out, 'running');
-    assert.equal(running.map((e) => e.id), [ids.a, ids.b], out);
-    for (const [entry, host] of [
-      [running[0]!, A],
-      [running[1]!, B],
-    ] as const) {
-      assert.equal(entry.uidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
-      assert.equal(entry.gidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
-      assert.is(entry.source, 'external');
-      assert.ok(Number.isInteger(entry.pid) && entry.pid! > 0, 'the hook records the container pid');
-      assert.ok(Number.isInteger(entry.pidStart), 'and its start time');
-    }
+  const running = snapshot(out, 'running');
+  assert.equal(running.map((e) => e.id), [ids.a, ids.b], out);
+  for (const [entry, host] of [
+    [running[0]!, A],
+    [running[1]!, B],
+  ] as const) {
+    assert.equal(entry.uidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
+    assert.equal(entry.gidMappings, [{ containerID: 0, hostID: host, size: 65536 }]);
+    assert.is(entry.source, 'external');
+    assert.ok(Number.isInteger(entry.pid) && entry.pid! > 0, 'the hook records the container pid');
+    assert.ok(Number.isInteger(entry.pidStart), 'and its start time');
+  }
 
-    assert.match(out, /third exit [1-9]/);
-    const stderr = /=== third stderr\n([\s\S]*?)=== end/.exec(out)![1]!;
-    assert.match(stderr, new RegExp(`oci-userns: createRuntime: container ${ids.c}: its host ids \\(uids 0:${A + 4096}:1000, gids 0:${A + 4096}:1000\\) overlap those of ${ids.a} \\(uids 0:${A}:65536`));
-    assert.equal(snapshot(out, 'after refusal').map((e) => e.id), [ids.a, ids.b], 'the refused container left nothing behind');
+  assert.match(out, /third exit [1-9]/);
+  const stderr = /=== third stderr\n([\s\S]*?)=== end/.exec(out)![1]!;
+  assert.match(stderr, new RegExp(`oci-userns: createRuntime: container ${ids.c}: its host ids \\(uids 0:${A + 4096}:1000, gids 0:${A + 4096}:1000\\) overlap those of ${ids.a} \\(uids 0:${A}:65536`));
+  assert.equal(snapshot(out, 'after refusal').map((e) => e.id), [ids.a, ids.b], 'the refused container left nothing behind');
 
-    assert.equal(snapshot(out, 'stopped'), [], out);
-  });
+  assert.equal(snapshot(out, 'stopped'), [], out);
+});
 
-  test("a container that joins another's user namespace by path shares its range; the range lives until the last one is gone", async () => {
-    const { stateDir, config } = programConfig('config-shared');
-    const first = bundle('shared', SHARED, 65536, config);
-    // As CRI-O does for a pod's containers and podman for --userns=container:A: the namespace by
-    // path, with the same mappings (runc 1.1 wants them even when it joins).
-    const joiner = bundle('joiner', SHARED, 65536, config);
-    const spec = JSON.parse(readFileSync(join(joiner, 'config.json'), 'utf8'));
-    spec.linux.namespaces = spec.linux.namespaces.map((ns: { type: string }) => (ns.type === 'user' ? { type: 'user', path: '/proc/APID/ns/user' } : ns));
-    writeFileSync(join(joiner, 'config.json.in'), JSON.stringify(spec));
-    const late = bundle('late', SHARED + 4096, 1000, config);
-    const runcRoot = join(work, 'runc-shared');
-    const runc = `runc --root ${runcRoot}`;
-    const script = `
+test("a container that joins another's user namespace by path shares its range; the range lives until the last one is gone", async () => {
+  const { stateDir, config } = programConfig('config-shared');
+  const first = bundle('shared', SHARED, 65536, config);
+  // As CRI-O does for a pod's containers and podman for --userns=container:A: the namespace by
+  // path, with the same mappings (runc 1.1 wants them even when it joins).
+  const joiner = bundle('joiner', SHARED, 65536, config);
+  const spec = JSON.parse(readFileSync(join(joiner, 'config.json'), 'utf8'));
+  spec.linux.namespaces = spec.linux.namespaces.map((ns: { type: string }) => (ns.type === 'user' ? { type: 'user', path: '/proc/APID/ns/user' } : ns));
+  writeFileSync(join(joiner, 'config.json.in'), JSON.stringify(spec));
+  const late = bundle('late', SHARED + 4096, 1000, config);
+  const runcRoot = join(work, 'runc-shared');
+  const runc = `runc --root ${runcRoot}`;
+  const script = `
   set -u
   trap '${[ids.shared, ids.joiner, ids.late].map((id) => `${runc} delete -f ${id} >/dev/null 2>&1`).join('; ')}' EXIT
   ${runc} run -d --bundle "${first}" "${ids.shared}" </dev/null >/dev/null 2>"${work}/shared.err" || { echo "start shared failed: $(cat ${work}/shared.err)"; exit 1; }
@@ -168,21 +162,20 @@ if (skip) {
   ${runc} delete -f "${ids.joiner}"
   echo "=== stopped"; cat "${stateDir}/ranges.json"; echo "=== end"
   `;
-    const argv = cgroup2ShellArgv(script);
-    const result = await execa(argv[0]!, argv.slice(1), { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, extendEnv: false, reject: false, all: true, timeout: 120_000 });
-    const out = result.all ?? '';
-    assert.is(result.exitCode, 0, out);
-    assert.match(out, /joiner exit 0\n/, 'the joining container starts');
-    assert.match(out, /same namespace/, out);
-    const both = snapshot(out, 'both');
-    assert.equal(both.map((e) => [e.id, e.uidMappings[0]!.hostID, e.joined]), [
-      [ids.shared, SHARED, undefined],
-      [ids.joiner, SHARED, ids.shared],
-    ]);
-    assert.equal(snapshot(out, 'joiner left').map((e) => e.id), [ids.joiner], 'the range stays in use while the joiner runs');
-    assert.match(out, new RegExp(`late exit [1-9][\\s\\S]*overlap those of ${ids.joiner} `), 'a third container on those ids is still refused');
-    assert.equal(snapshot(out, 'stopped'), [], out);
-  });
-}
+  const argv = cgroup2ShellArgv(script);
+  const result = await execa(argv[0]!, argv.slice(1), { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, extendEnv: false, reject: false, all: true, timeout: 120_000 });
+  const out = result.all ?? '';
+  assert.is(result.exitCode, 0, out);
+  assert.match(out, /joiner exit 0\n/, 'the joining container starts');
+  assert.match(out, /same namespace/, out);
+  const both = snapshot(out, 'both');
+  assert.equal(both.map((e) => [e.id, e.uidMappings[0]!.hostID, e.joined]), [
+    [ids.shared, SHARED, undefined],
+    [ids.joiner, SHARED, ids.shared],
+  ]);
+  assert.equal(snapshot(out, 'joiner left').map((e) => e.id), [ids.joiner], 'the range stays in use while the joiner runs');
+  assert.match(out, new RegExp(`late exit [1-9][\\s\\S]*overlap those of ${ids.joiner} `), 'a third container on those ids is still refused');
+  assert.equal(snapshot(out, 'stopped'), [], out);
+});
 
 test.run();
