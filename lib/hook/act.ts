@@ -70,6 +70,9 @@ async function idmap(step: IdmapStep, range: GuardStep, containerId: string, opt
   if (!step.fallback) {
     throw new HostError(`the rootfs ${result.rootfs} cannot be idmapped here (${result.reason})`, { containerId, path: result.rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
   }
+  // Guarded as idmapped: other idmapped containers may share the tree, and the chown would take it from them.
+  const { claimRootfsOwners } = await import('../ranges/ranges');
+  await claimRootfsOwners({ stateDir: opts.stateDir, id: containerId, logger: opts.logger, procRoot: opts.procRoot });
   return chown({ ...step.fallback, idmapRefused: result.reason }, range, containerId, opts);
 }
 
@@ -125,6 +128,7 @@ export async function actOnPlan(plan: HookPlan, opts: ActOptions): Promise<HookR
     pid: plan.pid,
     overlap: range.overlap,
     ...(range.rootfs !== undefined ? { rootfs: range.rootfs } : {}),
+    ...(range.rootfsIdmapped !== undefined ? { rootfsIdmapped: range.rootfsIdmapped } : {}),
     logger,
     procRoot,
   });

@@ -36,6 +36,8 @@ export interface HookFacts {
     path: string;
     /** Owned per the mapping already (lib/shift/state.ts alreadyShifted: the state file and the directory's owner). */
     shifted: boolean;
+    /** Not shifted for this mapping, and not with its original owners either (lib/shift/state.ts notOriginalOwners: why); looked at only when shift.method is not chown. */
+    shiftedAway?: string;
     /**
      * A directory above the rootfs that only root and the container's range
      * can search, set only when every other place its raw tree shows (bind
@@ -61,8 +63,10 @@ export interface GuardStep {
   uidMappings: IdMapping[];
   gidMappings: IdMapping[];
   overlap: OverlapPolicy;
-  /** The rootfs's real path, recorded with the range: refused while another live container uses it with other ids. */
+  /** The rootfs's real path, recorded with the range: refused while another live container needs other owners on its raw tree (lib/ranges/rootfs-users.ts). */
   rootfs?: string;
+  /** Whether the rootfs step idmaps the tree (true) or shifts its owners (false); unset when it changes nothing (the registry keeps what the shim recorded). */
+  rootfsIdmapped?: boolean;
 }
 
 /** Shifting the rootfs's owners into the range with the chown engine (lib/shift); `idmapRefused` says why auto did not idmap. */
@@ -139,10 +143,16 @@ function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number, 
   const { method, mode, unmapped } = config.shift;
   if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
   if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
-  const { path, shifted, closedBy, openAt } = facts.rootfs;
+  const { path, shifted, shiftedAway, closedBy, openAt } = facts.rootfs;
   if (mode === 'auto' && shifted) return { kind: 'skip', path, reason: 'already shifted' };
   const shift: ShiftStep = { kind: 'shift', path, mode, unmapped };
   if (method === 'chown' || shifted) return shift;
+  if (shiftedAway !== undefined) {
+    // The mount would map on-disk ids of another range: the container would see its files as nobody's.
+    const why = `the rootfs ${path} is not at its original owners (${shiftedAway}), and an idmapped mount maps on-disk ids`;
+    if (method === 'auto') return { ...shift, idmapRefused: why };
+    throw new RefusedError(why, { containerId, path, hint: `give it back its original owners first (oci-userns unshift ${path}), or set shift.method to auto or chown` });
+  }
   if (closedBy === undefined) {
     const where = openAt === undefined || openAt === path ? `the rootfs ${path}` : `the raw tree of the rootfs ${path} at ${openAt} (a mount that shows it)`;
     const why = `every host user can reach ${where} (no directory above it is closed to users outside the container's range), so an idmapped rootfs would let them run setuid files made inside as host root`;
@@ -198,12 +208,23 @@ export function planHook(input: PlanInput): HookPlan {
   const warnings: string[] = [];
   const cgroup = cgroupStep(input, applies.pid, { uid, gid }, warnings);
   const name = spec.annotations?.[NAME_ANNOTATION];
+  const rootfs = rootfsStep(input.config, facts, applies.pid, containerId);
+  const rootfsIdmapped = rootfs.kind === 'idmap' ? true : rootfs.kind === 'shift' ? false : undefined;
   return {
     kind: 'setup',
     containerId,
     pid: applies.pid,
-    range: { kind: 'guard', ...(name ? { name } : {}), source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external', uidMappings, gidMappings, overlap: input.config.overlap, ...(facts.rootfs ? { rootfs: facts.rootfs.path } : {}) },
-    rootfs: rootfsStep(input.config, facts, applies.pid, containerId),
+    range: {
+      kind: 'guard',
+      ...(name ? { name } : {}),
+      source: spec.annotations?.[SOURCE_ANNOTATION] === 'shim' ? 'shim' : 'external',
+      uidMappings,
+      gidMappings,
+      overlap: input.config.overlap,
+      ...(facts.rootfs ? { rootfs: facts.rootfs.path } : {}),
+      ...(rootfsIdmapped !== undefined ? { rootfsIdmapped } : {}),
+    },
+    rootfs,
     cgroup,
     warnings,
   };

@@ -13,7 +13,7 @@ import { parseProcIdMap } from '../oci/idmap';
 import { readSpec, rootfsPath, specMappings, type Spec } from '../oci/spec';
 import { parseState, type ContainerState } from '../oci/state';
 import { readRawTreeAccess } from '../rootfs/access';
-import { alreadyShifted, resolveRootfs } from '../shift/state';
+import { alreadyShifted, notOriginalOwners, resolveRootfs } from '../shift/state';
 import { applicability, type ContainerMappings, type HookFacts, type HookStage } from './plan';
 
 export interface ReadOptions {
@@ -74,6 +74,8 @@ export async function readHook(opts: ReadOptions): Promise<HookRead> {
   if (rootfs === undefined) return { state, spec, facts: { mappings } };
   const path = resolveRootfs(rootfs, state.id);
   const shifted = alreadyShifted(path, { uid: mappings.uidMappings, gid: mappings.gidMappings }, config.stateDir);
-  const access = config.shift.method === 'chown' ? undefined : await readRawTreeAccess(path, mappings.uidMappings, { containerId: state.id });
-  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...access } } };
+  if (config.shift.method === 'chown') return { state, spec, facts: { mappings, rootfs: { path, shifted } } };
+  const shiftedAway = shifted ? undefined : notOriginalOwners(path, config.stateDir);
+  const access = await readRawTreeAccess(path, mappings.uidMappings, { containerId: state.id });
+  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...(shiftedAway !== undefined ? { shiftedAway } : {}), ...access } } };
 }

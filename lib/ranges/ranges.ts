@@ -74,8 +74,10 @@ export interface GuardOptions extends Common {
   /** The container's init process, recorded so that `gc` and later guards can tell it is gone. */
   pid?: number;
   runtimeRoot?: string;
-  /** Real path of the rootfs: recorded, and refused while another live container uses it with other ids. */
+  /** Real path of the rootfs: recorded, and refused while another live container needs other owners on its raw tree (lib/ranges/rootfs-users.ts). */
   rootfs?: string;
+  /** The container sees the rootfs through an idmapped mount (true) or owns its raw tree (false); unset: as the container's entry says (the shim's choice), else false. */
+  rootfsIdmapped?: boolean;
   overlap: OverlapPolicy;
 }
 
@@ -105,9 +107,10 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   const ownNamespace = opts.pid === undefined ? undefined : userNamespaceInode(opts.pid, procRoot);
   const rootfs = recordedRootfs(opts.rootfs, opts.mountinfoPath);
   return updateRegistry(opts, async (entries) => {
-    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, procRoot });
     const existing = entries.find((e) => e.id === id);
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
+    const idmapped = opts.rootfsIdmapped ?? (same && existing.rootfsIdmapped === true);
+    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped, procRoot });
     const { live, gone } = await partitionLive(
       entries.filter((e) => e.id !== id && overlaps(e, uidMappings, gidMappings)),
       procRoot,
@@ -141,6 +144,8 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
       ...(joined ? { joined: joined.joined ?? joined.id } : {}),
     };
     if (entry.pidStart === undefined) delete entry.pidStart;
+    if (idmapped && rootfs.rootfs !== undefined) entry.rootfsIdmapped = true;
+    else delete entry.rootfsIdmapped;
     if (joined) logger?.info(`container ${id} joined the user namespace of container ${joined.id}: it shares its range`, { containerId: id });
     // In place, so that guarding a registered container again rewrites nothing.
     const kept = entries.filter((e) => !gone.includes(e)).map((e) => (e.id === id ? entry : e));
@@ -171,8 +176,10 @@ export interface AllocateOptions extends Common {
   source: 'shim' | 'cli';
   /** Maps the pool user between name and uid; default /etc/passwd. */
   passwdFile?: string;
-  /** Real path of the rootfs the range is for: recorded, and refused while another live container uses it with other ids. */
+  /** Real path of the rootfs the range is for: recorded, and refused while another live container needs other owners on its raw tree. */
   rootfs?: string;
+  /** The container is to see the rootfs through an idmapped mount; if it comes to own the raw tree after all, claimRootfsOwners before changing it. */
+  rootfsIdmapped?: boolean;
 }
 
 /** Allocates a free block from the pool; for an id that has a range already, returns that range. */
@@ -193,8 +200,11 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
           hint: `release it first: oci-userns release ${id}`,
         });
       }
-      if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings: existing.uidMappings, gidMappings: existing.gidMappings, procRoot: opts.procRoot });
-      return { entries, result: existing };
+      if (rootfs.rootfs === undefined) return { entries, result: existing };
+      await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings: existing.uidMappings, gidMappings: existing.gidMappings, idmapped: opts.rootfsIdmapped, procRoot: opts.procRoot });
+      const used: RangeEntry = { ...existing, ...rootfs, ...(opts.rootfsIdmapped ? { rootfsIdmapped: true } : {}) };
+      if (!opts.rootfsIdmapped) delete used.rootfsIdmapped;
+      return { entries: entries.map((e) => (e === existing ? used : e)), result: used };
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
     logDropped(gone, 'its process is gone', logger);
@@ -208,13 +218,36 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
       since: new Date().toISOString(),
       source: opts.source,
       ...rootfs,
+      ...(opts.rootfsIdmapped && rootfs.rootfs !== undefined ? { rootfsIdmapped: true } : {}),
     };
-    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, procRoot: opts.procRoot });
+    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, idmapped: opts.rootfsIdmapped, procRoot: opts.procRoot });
     logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, {
       containerId: id,
       preferred: choice.preferred,
     });
     return { entries: [...live, entry], result: entry };
+  });
+}
+
+/**
+ * The container comes to own its rootfs's raw tree after all: it was
+ * recorded as seeing it through an idmapped mount, and the mount was
+ * refused (the chown shift follows) or not made (an overlay rebuilt with
+ * an upper in its range, a tree already shifted). Refuses (RefusedError,
+ * nothing changed) while another live container needs other owners on the
+ * tree, else records the change. Call before the tree's owners change.
+ * Nothing to do for a container without that mark.
+ */
+export async function claimRootfsOwners(opts: Common & { id: string }): Promise<void> {
+  // Checked first without the lock: most containers are not marked.
+  if (!(await checkStateDir(opts.stateDir, false))) return;
+  if (!(await readRegistry(opts.stateDir)).some((e) => e.id === opts.id && e.rootfsIdmapped)) return;
+  await updateRegistry(opts, async (entries) => {
+    const entry = entries.find((e) => e.id === opts.id);
+    if (!entry?.rootfsIdmapped || entry.rootfs === undefined) return { entries, result: undefined };
+    await refuseRootfsInUse(entries, { id: entry.id, rootfs: entry.rootfs, tree: entry.rootfsTree, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, procRoot: opts.procRoot });
+    const { rootfsIdmapped: _, ...owning } = entry;
+    return { entries: entries.map((e) => (e === entry ? owning : e)), result: undefined };
   });
 }
 

@@ -41,6 +41,8 @@ export interface RangeEntry {
   rootfs?: string;
   /** Its tree, `major:minor:path inside the filesystem` (lib/rootfs/tree.ts treeKey): what the rootfs-in-use check compares; absent in entries written before. */
   rootfsTree?: string;
+  /** The container sees its rootfs through an idmapped mount: the raw tree keeps its original owners (lib/ranges/rootfs-users.ts); absent when it owns the raw tree. */
+  rootfsIdmapped?: true;
   /** The registered container whose user namespace this one joined by path (runtime-spec linux.namespaces path): it shares that range. */
   joined?: string;
 }
@@ -112,6 +114,7 @@ function parseEntry(value: unknown, index: number, path: string): RangeEntry {
   optional('rootfsTree', 'string');
   optional('pid', 'number');
   optional('pidStart', 'number');
+  if (e.rootfsIdmapped !== undefined && e.rootfsIdmapped !== true) throw corrupt(path, `${label}: rootfsIdmapped is not true`);
   for (const key of ['uidMappings', 'gidMappings']) {
     if (!Array.isArray(e[key]) || e[key].length === 0) throw corrupt(path, `${label}: ${key} is not a non-empty list`);
     try {

@@ -142,22 +142,40 @@ async function makePrivateDir(dir: string, stateDir: string, owner: { uid: numbe
   }
 }
 
-/**
- * Gives container root the rootfs by an idmapped mount where it can (see
- * the top of this file). Throws SystemError when a step fails midway
- * (nothing is left mounted or changed then).
- */
-export async function prepareShimRootfs(opts: ShimRootfsOptions): Promise<ShimRootfs> {
-  const started = performance.now();
-  const { containerId, logger } = opts;
+/** A route chosen for a rootfs (its real path) and the range's root, before anything changes. */
+export interface ShimRootfsChoice {
+  rootfs: string;
+  range: { uid: number; gid: number };
+  route: ShimRoute;
+}
+
+/** Reads the facts and chooses the route (shimRoute); changes nothing. Throws SystemError when the rootfs cannot be resolved. */
+export async function chooseShimRootfs(opts: ShimRootfsOptions): Promise<ShimRootfsChoice> {
   let rootfs: string;
   try {
     rootfs = await fs.realpath(opts.rootfs);
   } catch (error) {
-    throw systemError('cannot resolve the rootfs', opts.rootfs, error, { containerId });
+    throw systemError('cannot resolve the rootfs', opts.rootfs, error, { containerId: opts.containerId });
   }
   const range = { uid: toHost(opts.uidMappings, 0)!, gid: toHost(opts.gidMappings, 0)! };
-  const route = shimRoute(await readFacts(rootfs, opts), range);
+  return { rootfs, range, route: shimRoute(await readFacts(rootfs, opts), range) };
+}
+
+/** chooseShimRootfs, then applyShimRootfs. */
+export async function prepareShimRootfs(opts: ShimRootfsOptions): Promise<ShimRootfs> {
+  const started = performance.now();
+  return applyShimRootfs(await chooseShimRootfs(opts), opts, started);
+}
+
+/**
+ * Gives container root the rootfs by an idmapped mount on the chosen route
+ * (see the top of this file); `started` (performance.now()) is when the
+ * choice began, for the figure returned. Throws SystemError when a step
+ * fails midway (nothing is left mounted or changed then).
+ */
+export async function applyShimRootfs(choice: ShimRootfsChoice, opts: ShimRootfsOptions, started = performance.now()): Promise<ShimRootfs> {
+  const { containerId, logger } = opts;
+  const { rootfs, range, route } = choice;
   if (route.route === 'chown') return route;
   const dir = privateDir(opts.stateDir, containerId);
   const userns = await mappingUserns({ uidMappings: opts.uidMappings, gidMappings: opts.gidMappings, containerId });

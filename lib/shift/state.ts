@@ -259,3 +259,16 @@ export function alreadyShifted(root: string, target: Ownership, stateDir: string
   const recorded = readStateFast(stateDir, root);
   return recorded === undefined || (!recorded.pending && sameOwnership(recorded.current, target));
 }
+
+/**
+ * Why a tree does not have its original owners on disk, or undefined when
+ * it has: its root directory is not owned by host root, or the chown engine
+ * has a record of it (shifted, or a shift pending). An idmapped mount maps
+ * the on-disk ids, so only a tree with its original owners may be idmapped
+ * (the shim's route rule, lib/rootfs/shim-rootfs.ts shimRoute, is the same).
+ */
+export function notOriginalOwners(root: string, stateDir: string): string | undefined {
+  const { uid, gid } = lstatSync(root);
+  if (uid !== 0 || gid !== 0) return `its root directory is owned by ${uid}:${gid}, not by host root`;
+  return readStateFast(stateDir, root) === undefined ? undefined : 'the chown engine has a recorded state for it';
+}

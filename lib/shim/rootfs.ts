@@ -6,7 +6,7 @@
 import { HostError } from '../errors';
 import { toHost } from '../oci/idmap';
 import { rootfsPath, specMappings, type Spec } from '../oci/spec';
-import type { RangeEntry } from '../ranges/ranges';
+import { claimRootfsOwners, type RangeEntry } from '../ranges/ranges';
 import { openPathToRootfs } from '../rootfs/access';
 import { alreadyShifted, resolveRootfs } from '../shift/state';
 import type { RuntimeArgs } from './args';
@@ -30,16 +30,24 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     return undefined;
   }
+  // The range was allocated for an idmapped rootfs (rootfsIdmapped), which other idmapped containers may share: any other route owns the raw tree, so it is claimed before its owners change.
+  const claim = () => claimRootfsOwners({ stateDir: config.stateDir, id, logger });
   // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load, and is never idmapped.
   if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), { uid: entry.uidMappings, gid: entry.gidMappings }, config.stateDir)) {
+    await claim();
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     logger.debug('rootfs already shifted', { containerId: id, rootfs });
     return undefined;
   }
   if (config.shift.method !== 'chown') {
-    const { prepareShimRootfs } = await import('../rootfs/shim-rootfs');
-    const given = await prepareShimRootfs({ rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger });
+    const { applyShimRootfs, chooseShimRootfs } = await import('../rootfs/shim-rootfs');
+    const started = performance.now();
+    const shimRootfs = { rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger };
+    const choice = await chooseShimRootfs(shimRootfs);
+    if (choice.route.route !== 'directory') await claim();
+    const given = await applyShimRootfs(choice, shimRootfs, started);
     if (given.route === 'directory') return given.rootPath;
+    await claim();
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     if (given.route === 'overlay') return undefined;
     const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };

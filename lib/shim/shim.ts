@@ -116,7 +116,9 @@ async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: stri
   const requested = requestedRange(spec, config.pool.blockSize);
   const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs) : undefined;
   const size = Math.max(requested.size ?? 0, treeIds !== undefined && treeIds > config.pool.blockSize ? treeIds : 0) || undefined;
-  return allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requested, ...(size !== undefined ? { size } : {}), ...(rootfs !== undefined ? { rootfs } : {}), source: 'shim', logger, procRoot: opts.procRoot });
+  // Meant for an idmapped rootfs unless the config rules it out; lib/shim/rootfs.ts claims the raw tree if it comes to another route.
+  const rootfsIdmapped = config.shift.mode !== 'never' && config.shift.method !== 'chown';
+  return allocateRange({ stateDir: config.stateDir, pool: config.pool, id, ...requested, ...(size !== undefined ? { size } : {}), ...(rootfs !== undefined ? { rootfs, rootfsIdmapped } : {}), source: 'shim', logger, procRoot: opts.procRoot });
 }
 
 /**

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BUSYBOX, buildIdmapHelper, buildProgram, buildSpec, busyboxRootfs, PROGRAM, programHook, Runtime, Session, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
+import { BUSYBOX, buildIdmapHelper, buildProgram, buildSpec, busyboxRootfs, closeParentToRange, PROGRAM, programHook, Runtime, Session, skipReason, uniqueId, Workspace, writeBundle, writeProgramConfig } from './harness';
 import { skippedUnless } from '../helpers/skip';
 import type { Spec } from '../../lib/oci/spec';
 
@@ -87,46 +87,101 @@ test('a rootfs a running container uses is not shifted to other ids for another 
 /** `oci-userns ARGS` in the session (its mounts), configured by `configPath`. */
 const cli = (configPath: string, args: string[]) => session!.run([process.execPath, PROGRAM, ...args], { env: { OCI_USERNS_CONFIG: configPath } });
 
-test('a tree the shim idmapped for a running container is not shifted by oci-userns shift or unshift, through its path or a bind mount: refused, naming it', async () => {
-  // The shim's directory route: the raw tree behind a root-only directory; the hook then sees only the shim's private mount.
-  const closed = work!.path('shim-in-use', 'closed');
+/** A busybox bundle behind a root-only directory (the shim's directory route), a config with policy always and a private pool of `blocks` blocks, and the shim. */
+function shimBundle(name: string, blocks = 1): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
+  const closed = work!.path(name, 'closed');
   mkdirSync(closed, { mode: 0o700 });
   const rootfs = unpack(join(closed, 'bundle', 'rootfs'));
-  const dir = work!.path('shim-in-use', 'config');
+  const dir = work!.path(name, 'config');
   mkdirSync(dir, { recursive: true });
-  for (const file of ['subuid', 'subgid']) writeFileSync(join(dir, file), `0:${POOL_START}:65536\n`);
+  for (const file of ['subuid', 'subgid']) writeFileSync(join(dir, file), `0:${POOL_START}:${blocks * 65536}\n`);
   const config = writeProgramConfig(dir, { pool: { user: '0', subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') }, runtime: { path: 'runc', policy: 'always' } });
   const bundle = writeBundle(join(closed, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: false }));
-  const shim = work!.path('shim-in-use', 'oci-userns-runtime');
+  const shim = work!.path(name, 'oci-userns-runtime');
   symlinkSync(PROGRAM, shim);
+  return { rootfs, bundle, shim, config, env: { OCI_USERNS_CONFIG: config.path } };
+}
+
+/** `shim create` and `shim start` of `id` from `bundle`; create's output goes to a file, so that runc's console does not hold the pipe. */
+async function shimStart(shim: string, bundle: string, id: string, env: Record<string, string>, logFile: string): Promise<void> {
+  const created = await session!.run(['sh', '-c', `"$0" create --bundle "$1" "$2" >"$1/create.out" 2>&1; status=$?; cat "$1/create.out"; exit $status`, shim, bundle, id], { env });
+  assert.is(created.exitCode, 0, `shim create ${id}: ${created.all}\n${log(logFile)}`);
+  const started = await session!.run([shim, 'start', id], { env });
+  assert.is(started.exitCode, 0, `shim start ${id}: ${started.all}`);
+}
+
+/** Kills and deletes `ids` through the shim. */
+async function shimRemove(shim: string, ids: string[], env: Record<string, string>): Promise<void> {
+  for (const id of ids) {
+    await session!.run([shim, 'kill', id, 'KILL'], { env });
+    for (let i = 0; i < 50 && (await runc!.state(id))?.status !== 'stopped'; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await session!.run([shim, 'delete', '-f', id], { env });
+  }
+}
+
+test('a tree the shim idmapped for a running container is not shifted by oci-userns shift, through its path or a bind mount: refused, naming it; unshift leaves it as it is', async () => {
+  // The shim's directory route: the raw tree behind a root-only directory; the hook then sees only the shim's private mount.
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-in-use');
   const view = work!.path('shim-in-use', 'view');
   mkdirSync(view);
-  const env = { OCI_USERNS_CONFIG: config.path };
   const id = uniqueId('shim-in-use');
   try {
-    const created = await session!.run(['sh', '-c', `"$0" create --bundle "$1" "$2" >"$1/create.out" 2>&1; status=$?; cat "$1/create.out"; exit $status`, shim, bundle, id], { env });
-    assert.is(created.exitCode, 0, `shim create: ${created.all}\n${log(config.logFile)}`);
-    const started = await session!.run([shim, 'start', id], { env });
-    assert.is(started.exitCode, 0, `shim start: ${started.all}`);
+    await shimStart(shim, bundle, id, env, config.logFile);
     assert.match(log(config.logFile), 'idmapped the rootfs at a private mount point');
     assert.is((await session!.run(['mount', '--bind', rootfs, view])).exitCode, 0);
     for (const [what, args] of [
       ['shift of its path', ['shift', '--to', String(ELSEWHERE), rootfs]],
       ['shift through a bind mount', ['shift', '--to', String(ELSEWHERE), view]],
-      ['unshift through a bind mount', ['unshift', view]],
     ] as const) {
       const refused = await cli(config.path, [...args]);
       assert.is(refused.exitCode, 5, `${what}: ${refused.all}`);
       assert.match(refused.all, `in use by container ${id}`, what);
     }
+    // The idmapped container needs the tree's original owners, which it has: nothing to undo.
+    const unshifted = await cli(config.path, ['unshift', view]);
+    assert.is(unshifted.exitCode, 0, unshifted.all);
+    assert.is(execFileSync('stat', ['-c', '%u:%g', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), '0:0');
     const read = await runc!.exec(id, ['/bin/cat', '/etc/app.conf']);
     assert.is(read.exitCode, 0, `the container still reads its files: ${read.all}`);
   } finally {
     await session!.run(['umount', view]);
-    await session!.run([shim, 'kill', id, 'KILL'], { env });
-    for (let i = 0; i < 50 && (await runc!.state(id))?.status !== 'stopped'; i++) await new Promise((resolve) => setTimeout(resolve, 100));
-    await session!.run([shim, 'delete', '-f', id], { env });
+    await shimRemove(shim, [id], env);
   }
+});
+
+test('containers started from one bundle through the shim (runc\'s list and --root tests) each get a range and share the raw tree through idmapped mounts; shifting it is refused while they run', async () => {
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-shared', 4);
+  const ids = [uniqueId('shared-a'), uniqueId('shared-b'), uniqueId('shared-c')];
+  try {
+    for (const id of ids) await shimStart(shim, bundle, id, env, config.logFile);
+    const hosts = new Set<string>();
+    for (const id of ids) {
+      const read = await runc!.exec(id, ['/bin/sh', '-c', 'cat /etc/app.conf && cat /proc/self/uid_map']);
+      assert.is(read.exitCode, 0, `${id} reads a file only its root may read: ${read.all}\n${log(config.logFile)}`);
+      hosts.add(read.stdout.trim().split(/\s+/)[2]!);
+    }
+    assert.is(hosts.size, 3, `each container has its own range: ${[...hosts].join(', ')}`);
+    assert.is(execFileSync('stat', ['-c', '%u:%g', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), '0:0', 'the raw tree keeps its owners');
+    const refused = await cli(config.path, ['shift', '--to', String(ELSEWHERE), rootfs]);
+    assert.is(refused.exitCode, 5, refused.all);
+    assert.match(refused.all, `in use by container ${ids[0]} (idmapped`);
+  } finally {
+    await shimRemove(shim, ids, env);
+  }
+});
+
+test('a tree chown-shifted for an earlier container is shifted again for the next one, not idmapped over the other range\'s ids', async () => {
+  const rootfs = unpack(work!.path('shifted-away', 'parent', 'rootfs'));
+  const first = writeProgramConfig(work!.path('shifted-away', 'chown'), { shift: { method: 'chown' } });
+  const second = writeProgramConfig(work!.path('shifted-away', 'auto'), { stateDir: first.stateDir });
+  for (const [i, range, config] of [[0, X, first], [1, Y, second]] as const) {
+    closeParentToRange(rootfs, range.hostId);
+    const result = await runc!.run(uniqueId(`shifted-away-${i}`), writeBundle(work!.path('shifted-away', `bundle${i}`), spec(rootfs, config.path, ['/bin/cat', '/etc/app.conf'], range)));
+    assert.is(result.exitCode, 0, `run ${i} (host id ${range.hostId}): ${result.all}\n${log(config.logFile)}`);
+    assert.match(result.stdout, 'app', `run ${i} read a file only root may read`);
+  }
+  assert.match(log(second.logFile), 'is not at its original owners');
+  assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), String(Y.hostId));
 });
 
 test('a v3 file capability with rootid 1000 (set in a build namespace) works inside, for a user other than root', async () => {

@@ -72,7 +72,7 @@ setup('podman --userns=auto systemd container: guard its range, shift the rootfs
     kind: 'setup',
     containerId: s.id,
     pid: 14191,
-    range: { kind: 'guard', source: 'external', uidMappings: podmanMap, gidMappings: podmanMap, overlap: 'refuse', rootfs: '/merged' },
+    range: { kind: 'guard', source: 'external', uidMappings: podmanMap, gidMappings: podmanMap, overlap: 'refuse', rootfs: '/merged', rootfsIdmapped: false },
     rootfs: { kind: 'shift', path: '/merged', mode: 'auto', unmapped: 'error' },
     cgroup: { kind: 'delegate', pid: 14191, uid: 1000000, gid: 1000000 },
     warnings: [],
@@ -131,6 +131,26 @@ setup('the safety rule: a rootfs every host user can reach is shifted with chown
   const host = usernsMap[0]!.hostID;
   const error = await rejects(() => plan('createRuntime', s, userns, open, config({ shift: { method: 'idmap' } })), RefusedError, `${why}; close its parent to others (chown ${host}:${host} /srv/b && chmod 0700 /srv/b), or set shift.method to auto or chown`);
   assert.is(error.containerId, 'fx-runc');
+});
+setup('a tree shifted away from its original owners (another range, a recorded shift) is never idmapped: chown under auto, refused under idmap', async () => {
+  const s = state('runc1.1.5-createRuntime');
+  const away = facts(usernsMap, { path: '/r', shifted: false, shiftedAway: 'its root directory is owned by 300000:300000, not by host root', closedBy: '/' });
+  const auto = plan('createRuntime', s, userns, away);
+  const why = 'the rootfs /r is not at its original owners (its root directory is owned by 300000:300000, not by host root), and an idmapped mount maps on-disk ids';
+  assert.equal(auto.kind === 'setup' && auto.rootfs, { kind: 'shift', path: '/r', mode: 'auto', unmapped: 'error', idmapRefused: why });
+  await rejects(() => plan('createRuntime', s, userns, away, config({ shift: { method: 'idmap' } })), RefusedError, `${why}; give it back its original owners first (oci-userns unshift /r)`);
+});
+setup('the guard says how the container uses the raw tree: idmapped, owning it (a shift), or unset when the step changes nothing', () => {
+  const s = state('runc1.1.5-createRuntime');
+  const guard = (f: HookFacts, c = config()) => {
+    const p = plan('createRuntime', s, userns, f, c);
+    return p.kind === 'setup' ? p.range.rootfsIdmapped : 'no setup';
+  };
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: false, closedBy: '/' })), true);
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: false })), false, 'the safety rule sends it to chown');
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: false, closedBy: '/' }), config({ shift: { method: 'chown' } })), false);
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: true, closedBy: '/' })), undefined, 'already owned (the shim idmapped it, or shifted it): the registry keeps what the shim recorded');
+  assert.is(guard(facts(usernsMap, null)), undefined);
 });
 setup('a spec that rules out delegation: the cgroup step is skipped with the reasons; a systemd container gets a warning', () => {
   const s = state('crun1.8.1-createRuntime');

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
 import { IDENTITY, parseIdMap } from '../../lib/oci/idmap';
-import { guardContainer } from '../../lib/ranges/ranges';
+import { claimRootfsOwners, guardContainer, releaseContainer } from '../../lib/ranges/ranges';
 import { readRegistry, type RangeEntry } from '../../lib/ranges/registry';
 import { refuseRootfsInUse, refuseRootfsInUseNow } from '../../lib/ranges/rootfs-users';
 import { rejects } from '../helpers/assert-error';
@@ -32,6 +32,14 @@ test('compared by tree when both know theirs: another path to the same tree is t
   await rejects(refuseRootfsInUse([tree], { rootfs: '/srv/b/rootfs', tree: '8:2:/b/rootfs', uidMappings: Y, gidMappings: Y }), RefusedError, 'through /var/lib/oci-userns/rootfs/a/root');
   await refuseRootfsInUse([tree], { rootfs: '/var/lib/oci-userns/rootfs/a/root', tree: '8:2:/other', uidMappings: Y, gidMappings: Y });
   await rejects(refuseRootfsInUse([a], { rootfs: '/srv/r', tree: '8:2:/r', uidMappings: Y, gidMappings: Y }), RefusedError, 'in use by container a'); // an entry without a tree: by path
+});
+test('idmapped containers share a tree whatever their ranges; a shift, or an idmapped container on a shifted tree, is refused', async () => {
+  const viaIdmap: RangeEntry = { ...a, rootfsIdmapped: true };
+  await refuseRootfsInUse([viaIdmap], { id: 'b', rootfs: '/srv/r', uidMappings: Y, gidMappings: Y, idmapped: true });
+  await refuseRootfsInUse([viaIdmap], { rootfs: '/srv/r', uidMappings: IDENTITY, gidMappings: IDENTITY }); // an unshift leaves it as it is
+  await rejects(refuseRootfsInUse([viaIdmap], { id: 'b', rootfs: '/srv/r', uidMappings: Y, gidMappings: Y }), RefusedError, 'in use by container a (idmapped): shifting it to uids 0:300000:65536 for container b');
+  await rejects(refuseRootfsInUse([viaIdmap], { id: 'b', rootfs: '/srv/r', uidMappings: X, gidMappings: X }), RefusedError, 'in use by container a (idmapped)'); // even to its own range: the mount would then map the shifted ids a second time
+  await rejects(refuseRootfsInUse([a], { id: 'b', rootfs: '/srv/r', uidMappings: Y, gidMappings: Y, idmapped: true }), RefusedError, 'in use by container a (uids 0:100000:65536): an idmapped mount for container b');
 });
 test.run();
 
@@ -65,5 +73,21 @@ registry('a container guarded through the idmapped mount holds the raw tree and 
     await rejects(refuseRootfsInUseNow(stateDir, { rootfs, uidMappings: Y, gidMappings: Y }, { mountinfoPath }), RefusedError, 'in use by container a');
   }
   await refuseRootfsInUseNow(stateDir, { rootfs: '/srv/b/other', uidMappings: Y, gidMappings: Y }, { mountinfoPath });
+});
+registry('idmapped containers register on one tree with their own ranges; one that comes to own the raw tree after all claims it, refused while another uses it', async () => {
+  const stateDir = join(dir, 'state');
+  const common = { stateDir, procRoot: join(dir, 'proc'), storageRoots: [], mountinfoPath: join(dir, 'mountinfo'), source: 'shim' as const, overlap: 'refuse' as const };
+  await guardContainer({ ...common, id: 'a', uidMappings: X, gidMappings: X, rootfs: '/srv/b/rootfs', rootfsIdmapped: true });
+  await guardContainer({ ...common, id: 'b', uidMappings: Y, gidMappings: Y, rootfs: '/state/rootfs/a/root', rootfsIdmapped: true });
+  await guardContainer({ ...common, id: 'b', uidMappings: Y, gidMappings: Y, rootfs: '/state/rootfs/a/root' });
+  assert.equal((await readRegistry(stateDir)).map((e) => [e.id, e.rootfsIdmapped]), [['a', true], ['b', true]], 'a guard that changes nothing keeps the mark');
+  await rejects(guardContainer({ ...common, id: 'c', uidMappings: Y, gidMappings: Y, rootfs: '/mnt/view', rootfsIdmapped: false }), RefusedError, 'in use by container a (idmapped, through /srv/b/rootfs), b (idmapped');
+  await rejects(claimRootfsOwners({ ...common, id: 'b' }), RefusedError, 'in use by container a (idmapped');
+  assert.is((await readRegistry(stateDir)).find((e) => e.id === 'b')?.rootfsIdmapped, true, 'a refused claim changes nothing');
+  await releaseContainer({ ...common, id: 'a' });
+  await claimRootfsOwners({ ...common, id: 'b' });
+  const [b] = await readRegistry(stateDir);
+  assert.equal([b?.id, b?.rootfsIdmapped], ['b', undefined]);
+  await rejects(guardContainer({ ...common, id: 'd', uidMappings: X, gidMappings: X, rootfs: '/srv/b/rootfs', rootfsIdmapped: true }), RefusedError, 'in use by container b (uids 0:300000:65536');
 });
 registry.run();
