@@ -24,7 +24,7 @@ import { isRunning, processStart } from '../sys/process-identity';
 import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
 import type { RangesInUse } from './allocator';
 import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
-import { recordedRootfs, refuseRootfsInUse } from './rootfs-users';
+import { ownsTree, recordedRootfs, refuseRootfsInUse, sharesOwnedTree } from './rootfs-users';
 import { readPool } from './subid';
 import { readForeignRangesInUse, readProcessMaps, userNamespaceInode } from './userns-scan';
 
@@ -117,7 +117,8 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
     );
     const inNamespace = (e: RangeEntry) => ownNamespace !== undefined && e.pid !== undefined && userNamespaceInode(e.pid, procRoot) === ownNamespace;
     const joined = live.find(inNamespace);
-    const conflicts: RangesInUse[] = live.filter((e) => !inNamespace(e));
+    const use = rootfs.rootfs === undefined ? undefined : { rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped };
+    const conflicts: RangesInUse[] = live.filter((e) => !inNamespace(e) && !(use && sharesOwnedTree(e, use)));
     // Checked when the range is registered; a container already registered with it was checked then.
     if (!same && !joined) {
       conflicts.push(...readForeignRangesInUse({ ...opts, registered: entries, ownNamespace }).filter((f) => hostRangesOverlap(f.uidMappings, uidMappings) || hostRangesOverlap(f.gidMappings, gidMappings)));
@@ -208,8 +209,10 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
     }
     const { live, gone } = await partitionLive(entries, opts.procRoot);
     logDropped(gone, 'its process is gone', logger);
-    const inUse = [...live, ...readForeignRangesInUse({ ...opts, registered: live })];
-    const choice = chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse });
+    // A tree another live container of ours owns (chown-shifted into its range) can only be shared in that range; see sharesOwnedTree.
+    const owner = rootfs.rootfs === undefined ? undefined : live.find((e) => e.source === 'shim' && ownsTree(e, { rootfs: rootfs.rootfs!, tree: rootfs.rootfsTree }) && (size === undefined || idMapSize(e.uidMappings) >= size));
+    const choice = owner ? { uidMappings: owner.uidMappings, gidMappings: owner.gidMappings, preferred: false } : chooseRange({ pool, blockSize: opts.pool.blockSize, size, key: opts.name ?? id, inUse: [...live, ...readForeignRangesInUse({ ...opts, registered: live })] });
+    const idmapped = opts.rootfsIdmapped === true && rootfs.rootfs !== undefined && owner === undefined;
     const entry: RangeEntry = {
       id,
       ...(opts.name !== undefined ? { name: opts.name } : {}),
@@ -218,13 +221,17 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
       since: new Date().toISOString(),
       source: opts.source,
       ...rootfs,
-      ...(opts.rootfsIdmapped && rootfs.rootfs !== undefined ? { rootfsIdmapped: true } : {}),
+      ...(idmapped ? { rootfsIdmapped: true } : {}),
     };
-    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, idmapped: opts.rootfsIdmapped, procRoot: opts.procRoot });
-    logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, {
-      containerId: id,
-      preferred: choice.preferred,
-    });
+    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(live, { ...entry, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, idmapped, procRoot: opts.procRoot });
+    if (owner) {
+      logger?.warn(`container ${id} shares the range of container ${owner.id} (uids ${formatIdMap(owner.uidMappings)}): its rootfs ${rootfs.rootfs} is shifted into that range for it`, {
+        containerId: id,
+        hint: 'give each container its own rootfs, or close a directory above the rootfs to all but root so that each gets its own range through an idmapped mount',
+      });
+    } else {
+      logger?.info(`allocated uids ${formatIdMap(entry.uidMappings)} and gids ${formatIdMap(entry.gidMappings)} to container ${id}`, { containerId: id, preferred: choice.preferred });
+    }
     return { entries: [...live, entry], result: entry };
   });
 }

@@ -59,6 +59,22 @@ function sameRawOwners(a: ReturnType<typeof rawOwners>, b: ReturnType<typeof raw
   return sameIdMap(a.uidMappings, b.uidMappings) && sameIdMap(a.gidMappings, b.gidMappings);
 }
 
+/** Whether `e` owns the tree `use` names through the chown shift (not an idmapped mount), with ids other than the identity. */
+export function ownsTree(e: RangeEntry, use: Pick<RootfsUse, 'rootfs' | 'tree'>): boolean {
+  return e.rootfs !== undefined && !e.rootfsIdmapped && sameRootfs(e, use) && !(isIdentity(e.uidMappings) && isIdentity(e.gidMappings));
+}
+
+/**
+ * Whether `e` and `use` own one tree with the same ids. Containers that
+ * share a writable tree can take each other over through it whatever their
+ * ranges (one writes a binary the other runs), so a container started on a
+ * tree another one owns gets that one's range (lib/ranges/ranges.ts
+ * allocateRange), and the guard lets such ranges overlap.
+ */
+export function sharesOwnedTree(e: RangeEntry, use: RootfsUse): boolean {
+  return !use.idmapped && ownsTree(e, use) && sameIdMap(e.uidMappings, use.uidMappings) && sameIdMap(e.gidMappings, use.gidMappings);
+}
+
 /**
  * Refuses (RefusedError, exit 5) when another live container (lib/ranges/ranges.ts
  * liveness: its recorded process runs, or it has none yet) uses the rootfs

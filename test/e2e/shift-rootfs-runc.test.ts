@@ -87,10 +87,10 @@ test('a rootfs a running container uses is not shifted to other ids for another 
 /** `oci-userns ARGS` in the session (its mounts), configured by `configPath`. */
 const cli = (configPath: string, args: string[]) => session!.run([process.execPath, PROGRAM, ...args], { env: { OCI_USERNS_CONFIG: configPath } });
 
-/** A busybox bundle behind a root-only directory (the shim's directory route), a config with policy always and a private pool of `blocks` blocks, and the shim. */
-function shimBundle(name: string, blocks = 1): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
+/** A busybox bundle behind a root-only directory (the shim's directory route; `open`: every host user can reach it, so the chown shift), a config with policy always and a private pool of `blocks` blocks, and the shim. */
+function shimBundle(name: string, blocks = 1, open = false): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
   const closed = work!.path(name, 'closed');
-  mkdirSync(closed, { mode: 0o700 });
+  mkdirSync(closed, { mode: open ? 0o755 : 0o700 });
   const rootfs = unpack(join(closed, 'bundle', 'rootfs'));
   const dir = work!.path(name, 'config');
   mkdirSync(dir, { recursive: true });
@@ -165,6 +165,25 @@ test('containers started from one bundle through the shim (runc\'s list and --ro
     const refused = await cli(config.path, ['shift', '--to', String(ELSEWHERE), rootfs]);
     assert.is(refused.exitCode, 5, refused.all);
     assert.match(refused.all, `in use by container ${ids[0]} (idmapped`);
+  } finally {
+    await shimRemove(shim, ids, env);
+  }
+});
+
+test('containers started through the shim from one bundle every host user can reach share the range its tree was shifted into, and all run', async () => {
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-open', 4, true);
+  const ids = [uniqueId('open-a'), uniqueId('open-b')];
+  try {
+    for (const id of ids) await shimStart(shim, bundle, id, env, config.logFile);
+    const maps = new Set<string>();
+    for (const id of ids) {
+      const read = await runc!.exec(id, ['/bin/sh', '-c', 'cat /etc/app.conf && cat /proc/self/uid_map']);
+      assert.is(read.exitCode, 0, `${id} reads a file only its root may read: ${read.all}\n${log(config.logFile)}`);
+      maps.add(read.stdout.trim().split(/\s+/)[2]!);
+    }
+    assert.is(maps.size, 1, `one range: ${[...maps].join(', ')}`);
+    assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), [...maps][0], 'the tree is in that range');
+    assert.match(log(config.logFile), `container ${ids[1]} shares the range of container ${ids[0]}`);
   } finally {
     await shimRemove(shim, ids, env);
   }

@@ -106,6 +106,27 @@ allocation('host-wide: skips the ids of a live user namespace outside the regist
   assert.equal(entry.uidMappings, map(7 * B));
   await rejects(alloc('d', { storageRoots: [storage] }), HostError, /the user namespace of process 600 \(user:\[7\]\) \(uids 262144-393215\), containers\/storage container p /);
 });
+allocation('a container on a tree another shim container owns gets that range, and the guard lets the two overlap; on a tree idmapped containers share, each gets its own', async () => {
+  const owned = join(dir, 'owned');
+  mkdirSync(owned);
+  const a = await alloc('a', { source: 'shim', rootfs: owned });
+  const b = await alloc('b', { source: 'shim', rootfs: owned, rootfsIdmapped: true });
+  assert.equal(b.uidMappings, a.uidMappings, 'the tree is shifted into a\'s range: b can use it only there');
+  assert.is(b.rootfsIdmapped, undefined);
+  await guard('b', a.uidMappings[0]!.hostID, { source: 'shim', rootfs: owned });
+  await rejects(guard('x', a.uidMappings[0]!.hostID), RefusedError, 'overlap those of a');
+  const shared = join(dir, 'shared');
+  mkdirSync(shared);
+  const c = await alloc('c', { source: 'shim', rootfs: shared, rootfsIdmapped: true });
+  const d = await alloc('d', { source: 'shim', rootfs: shared, rootfsIdmapped: true });
+  assert.not.equal(c.uidMappings, d.uidMappings);
+  assert.equal([c.rootfsIdmapped, d.rootfsIdmapped], [true, true]);
+  for (const id of ['c', 'd']) await releaseContainer({ stateDir, id });
+  const reserved = join(dir, 'reserved');
+  mkdirSync(reserved);
+  await alloc('e', { rootfs: reserved });
+  await rejects(alloc('f', { source: 'shim', rootfs: reserved }), RefusedError, 'in use by container e'); // only a range the shim gave from its pool is shared
+});
 allocation.run();
 
 const guarding = suite('guardContainer');
