@@ -20,6 +20,7 @@ import { applyModifiers, runsOurCreateRuntimeHook, systemdModifiers, userNamespa
 import { rootfsPath, type Spec } from '../oci/spec';
 import { idsForTree } from '../rootfs/owners';
 import { resolveRootfs } from '../shift/state';
+import { deletedSince, isRegexDelete, runtimeIds } from './delete-regex';
 import { containerGone, forgetPrepared, preparedRecord, recordPrepared } from './prepared';
 import { fifoHook, openHookFifos, serveCreateRuntime, type HookFifos } from './hook-fifo';
 import { idmapEngineRootfs, prepareRootfs, releaseRootfs } from './rootfs';
@@ -239,7 +240,7 @@ function runtimeAnswersAlone(args: RuntimeArgs): string | undefined {
 function goneAfter(args: RuntimeArgs, exitCode: number, prepared: boolean): boolean {
   switch (args.command) {
     case 'delete':
-      // With crun's --regex the ids are not known here; a range whose process is gone is dropped by the next allocation.
+      // crun's --regex: lib/shim/delete-regex.ts tells which containers went.
       return exitCode === 0 && args.options.regex === undefined;
     case 'create':
       return prepared && exitCode !== 0;
@@ -254,10 +255,11 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   const args = parseRuntimeArgs(opts.argv, opts.cwd);
   const runtime = resolveRuntime(opts.config.runtime.path, opts.env, opts.front === undefined ? [opts.hookPath] : [opts.hookPath, opts.front], opts.cwd);
   const prepared: PreparedBundle = args.command === 'create' || args.command === 'run' ? await prepareBundle(args, opts, runtime) : { warnings: [] };
-  const gone = async () => {
-    await releaseRootfs(args.containerId!, opts);
-    return containerGone({ stateDir: opts.config.stateDir, id: args.containerId!, logger: opts.logger });
+  const gone = async (id = args.containerId!) => {
+    await releaseRootfs(id, opts);
+    return containerGone({ stateDir: opts.config.stateDir, id, logger: opts.logger });
   };
+  const before = isRegexDelete(args) ? await runtimeIds(args) : undefined;
   const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
   const running = runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
   const ended = running.then(() => undefined, () => undefined);
@@ -283,5 +285,6 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     warnings.push(`the caller's config.json was not put back: ${error.message}`);
   }
   if (args.containerId !== undefined && goneAfter(args, exitCode, lease !== undefined)) warnings.push(...(await gone()));
+  for (const id of before ? await deletedSince(args, before) : []) warnings.push(...(await gone(id)));
   return { exitCode, warnings };
 }
