@@ -88,14 +88,14 @@ test('a rootfs a running container uses is not shifted to other ids for another 
 const cli = (configPath: string, args: string[]) => session!.run([process.execPath, PROGRAM, ...args], { env: { OCI_USERNS_CONFIG: configPath } });
 
 /** A busybox bundle behind a root-only directory (the shim's directory route; `open`: every host user can reach it, so the chown shift), a config with policy always and a private pool of `blocks` blocks, and the shim. */
-function shimBundle(name: string, blocks = 1, open = false): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
+function shimBundle(name: string, blocks = 1, open = false, shift?: Record<string, unknown>): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
   const closed = work!.path(name, 'closed');
   mkdirSync(closed, { mode: open ? 0o755 : 0o700 });
   const rootfs = unpack(join(closed, 'bundle', 'rootfs'));
   const dir = work!.path(name, 'config');
   mkdirSync(dir, { recursive: true });
   for (const file of ['subuid', 'subgid']) writeFileSync(join(dir, file), `0:${POOL_START}:${blocks * 65536}\n`);
-  const config = writeProgramConfig(dir, { pool: { user: '0', subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') }, runtime: { path: 'runc', policy: 'always' } });
+  const config = writeProgramConfig(dir, { pool: { user: '0', subuidFile: join(dir, 'subuid'), subgidFile: join(dir, 'subgid') }, runtime: { path: 'runc', policy: 'always' }, ...(shift ? { shift } : {}) });
   const bundle = writeBundle(join(closed, 'bundle'), buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: false }));
   const shim = work!.path(name, 'oci-userns-runtime');
   symlinkSync(PROGRAM, shim);
@@ -167,6 +167,36 @@ test('containers started from one bundle through the shim (runc\'s list and --ro
     assert.match(refused.all, `in use by container ${ids[0]} (idmapped`);
   } finally {
     await shimRemove(shim, ids, env);
+  }
+});
+
+test('under shift.mode always-verify, containers started from one closed bundle through the shim each get their own range and keep their idmapped mark', async () => {
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-verify', 4, false, { mode: 'always-verify' });
+  const ids = [uniqueId('verify-a'), uniqueId('verify-b')];
+  try {
+    for (const id of ids) await shimStart(shim, bundle, id, env, config.logFile);
+    const entries = JSON.parse(readFileSync(join(config.stateDir, 'ranges.json'), 'utf8')).entries as Array<{ id: string; rootfsIdmapped?: true; uidMappings: Array<{ hostID: number }> }>;
+    const mine = ids.map((id) => entries.find((e) => e.id === id));
+    assert.is.not(mine[0]?.uidMappings[0]?.hostID, mine[1]?.uidMappings[0]?.hostID, `idmapped containers do not share a range: ${JSON.stringify(entries)}\n${log(config.logFile)}`);
+    for (const e of mine) assert.is(e?.rootfsIdmapped, true, `${e?.id} sees the tree through the shim's idmapped mount: ${JSON.stringify(e)}`);
+    assert.is(execFileSync('stat', ['-c', '%u:%g', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), '0:0', 'the raw tree keeps its owners');
+  } finally {
+    await shimRemove(shim, ids, env);
+  }
+});
+
+test('under shift.mode always-verify, oci-userns shift of a tree the shim idmapped for a running container, into that container\'s own range, is refused', async () => {
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-verify-shift', 1, false, { mode: 'always-verify' });
+  const id = uniqueId('verify-shift');
+  try {
+    await shimStart(shim, bundle, id, env, config.logFile);
+    const shifted = await cli(config.path, ['shift', '--to', String(POOL_START), rootfs]);
+    const read = await runc!.exec(id, ['/bin/cat', '/etc/app.conf']);
+    assert.is(shifted.exitCode, 5, `the container sees the raw tree through an idmapped mount: shifting it takes its files (${read.all.trim()}): ${shifted.all}`);
+    assert.is(read.exitCode, 0, `the container still reads its files: ${read.all}`);
+  } finally {
+    await shimRemove(shim, [id], env);
+    await cli(config.path, ['unshift', rootfs]);
   }
 });
 
