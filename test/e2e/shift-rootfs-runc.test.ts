@@ -200,6 +200,25 @@ test('under shift.mode always-verify, oci-userns shift of a tree the shim idmapp
   }
 });
 
+test('a tree the shim idmapped for a systemd container in a user namespace the engine made is recorded as idmapped, and oci-userns shift into the engine\'s range is refused', async () => {
+  // containerd 1.7 with hostUsers: false: the engine's mappings in the spec, the shim completes the spec and idmaps the directory rootfs.
+  const { rootfs, bundle, shim, config, env } = shimBundle('shim-engine');
+  writeBundle(bundle, { ...buildSpec({ runtime: 'runc', rootfs, args: ['/bin/sleep', '60'], userns: X }), annotations: { 'io.oci-userns.systemd': 'true' } });
+  const id = uniqueId('shim-engine');
+  try {
+    await shimStart(shim, bundle, id, env, config.logFile);
+    assert.match(log(config.logFile), 'idmapped the rootfs at a private mount point');
+    const entry = (JSON.parse(readFileSync(join(config.stateDir, 'ranges.json'), 'utf8')).entries as Array<{ id: string; rootfsIdmapped?: true }>).find((e) => e.id === id);
+    const shifted = await cli(config.path, ['shift', '--to', String(X.hostId), rootfs]);
+    const read = await runc!.exec(id, ['/bin/cat', '/etc/app.conf']);
+    assert.is(shifted.exitCode, 5, `the container sees the raw tree through an idmapped mount (its entry: ${JSON.stringify(entry)}); shifting it takes its files (${read.all.trim()}): ${shifted.all}`);
+    assert.is(read.exitCode, 0, `the container still reads its files: ${read.all}`);
+  } finally {
+    await shimRemove(shim, [id], env);
+    await cli(config.path, ['unshift', rootfs]);
+  }
+});
+
 test('containers started through the shim from one bundle every host user can reach share the range its tree was shifted into, and all run', async () => {
   const { rootfs, bundle, shim, config, env } = shimBundle('shim-open', 4, true);
   const ids = [uniqueId('open-a'), uniqueId('open-b')];
