@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { RefusedError } from '../../lib/errors';
 import { IDENTITY, parseIdMap } from '../../lib/oci/idmap';
 import { claimRootfsOwners, guardContainer, releaseContainer } from '../../lib/ranges/ranges';
-import { readRegistry, type RangeEntry } from '../../lib/ranges/registry';
+import { readRegistry, writeRegistry, type RangeEntry } from '../../lib/ranges/registry';
 import { refuseRootfsInUse, refuseRootfsInUseNow } from '../../lib/ranges/rootfs-users';
 import { rejects } from '../helpers/assert-error';
 
@@ -89,5 +89,15 @@ registry('idmapped containers register on one tree with their own ranges; one th
   const [b] = await readRegistry(stateDir);
   assert.equal([b?.id, b?.rootfsIdmapped], ['b', undefined]);
   await rejects(guardContainer({ ...common, id: 'd', uidMappings: X, gidMappings: X, rootfs: '/srv/b/rootfs', rootfsIdmapped: true }), RefusedError, 'in use by container b (uids 0:300000:65536');
+});
+registry('a container run again on a tree now shifted into its range (the hook skips it) owns the raw tree: the idmapped mark of its earlier run, whose process is gone, does not stay', async () => {
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir, { mode: 0o700 });
+  // Its earlier run saw the tree through an idmapped mount and ended without a poststop (a reboot); the tree was then shifted into its range (oci-userns shift).
+  writeRegistry(stateDir, [{ id: 'e', uidMappings: X, gidMappings: X, since: '2026-01-01T00:00:00Z', source: 'external', pid: 2 ** 22 + 1, rootfs: '/srv/b/rootfs', rootfsTree: '8:2:/b/rootfs', rootfsIdmapped: true }]);
+  // Its next run: the plan skips the tree ('already shifted'), so the guard gets no rootfsIdmapped.
+  await guardContainer({ stateDir, procRoot: '/proc', storageRoots: [], mountinfoPath: join(dir, 'mountinfo'), id: 'e', uidMappings: X, gidMappings: X, source: 'external', overlap: 'refuse', pid: process.pid, rootfs: '/srv/b/rootfs' });
+  assert.is((await readRegistry(stateDir))[0]?.rootfsIdmapped, undefined, 'the container owns the tree in its range now');
+  await rejects(refuseRootfsInUseNow(stateDir, { rootfs: '/srv/b/rootfs', uidMappings: IDENTITY, gidMappings: IDENTITY }, { mountinfoPath: join(dir, 'mountinfo') }), RefusedError, 'in use by container e');
 });
 registry.run();
