@@ -3,11 +3,22 @@
 // them), and which route a rootfs takes (idmapped directory, rebuilt
 // overlay, or the chown shift with the reason).
 
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { overlayLayout, overlayMountOptions } from '../../lib/rootfs/overlay';
 import { shimRoute, type ShimRootfsFacts } from '../../lib/rootfs/shim-rootfs';
 import { parseMountinfo } from '../../lib/sys/mountinfo';
+import { DEFAULTS } from '../../lib/config/config';
+import { HostError } from '../../lib/errors';
+import { nullLogger } from '../../lib/log/logger';
+import { parseIdMap } from '../../lib/oci/idmap';
+import { readRegistry, writeRegistry, type RangeEntry } from '../../lib/ranges/registry';
+import { readTreeKey } from '../../lib/rootfs/tree';
+import { prepareRootfs } from '../../lib/shim/rootfs';
+import { rejects } from '../helpers/assert-error';
 
 const SNAP = '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots';
 const containerd = parseMountinfo(
@@ -61,3 +72,31 @@ route('an overlay whose upper holds host-owned files, or whose lower is not host
   assert.match(String((shimRoute(facts({ mountAt: containerd, upper: { uid: 0, gid: 0, empty: true }, lowerOwners: [{ uid: 200000, gid: 200000 }] }), RANGE) as { reason: string }).reason), /lower layer/);
 });
 route.run();
+
+// Under shift.method idmap a rootfs the shim cannot idmap fails the container;
+// it never comes to own the raw tree, so another idmapped container on it is
+// not what stops it.
+const claim = suite('the shim under shift.method idmap, on a tree it cannot idmap');
+claim('fails for the idmap refusal, not as "in use" by an idmapped container sharing the tree, and keeps its mark', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'oci-userns-shim-claim-'));
+  try {
+    // Under /tmp: every host user can reach it, so the chown route.
+    const rootfs = join(dir, 'rootfs');
+    mkdirSync(rootfs);
+    const stateDir = join(dir, 'state');
+    mkdirSync(stateDir, { mode: 0o700 });
+    const X = parseIdMap('0:100000:65536');
+    const Y = parseIdMap('0:300000:65536');
+    const tree = readTreeKey(rootfs);
+    const on = { rootfs, ...(tree ? { rootfsTree: tree } : {}), rootfsIdmapped: true as const, since: '2026-01-01T00:00:00Z', source: 'shim' as const };
+    const b: RangeEntry = { id: 'b', uidMappings: Y, gidMappings: Y, ...on };
+    writeRegistry(stateDir, [{ id: 'a', uidMappings: X, gidMappings: X, ...on }, b]);
+    const config = { ...DEFAULTS, stateDir, shift: { ...DEFAULTS.shift, method: 'idmap' as const } };
+    const { message } = await rejects(prepareRootfs(rootfs, b, 'b', { config, logger: nullLogger }), HostError, 'cannot be idmapped here');
+    assert.not.match(message, 'in use');
+    assert.is((await readRegistry(stateDir)).find((e) => e.id === 'b')?.rootfsIdmapped, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+claim.run();
