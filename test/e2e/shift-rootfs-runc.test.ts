@@ -88,7 +88,7 @@ test('a rootfs a running container uses is not shifted to other ids for another 
 const cli = (configPath: string, args: string[]) => session!.run([process.execPath, PROGRAM, ...args], { env: { OCI_USERNS_CONFIG: configPath } });
 
 /** A busybox bundle behind a root-only directory (the shim's directory route; `open`: every host user can reach it, so the chown shift), a config with policy always and a private pool of `blocks` blocks, and the shim. */
-function shimBundle(name: string, blocks = 1, open = false, shift?: Record<string, unknown>): { rootfs: string; bundle: string; shim: string; config: { path: string; logFile: string }; env: Record<string, string> } {
+function shimBundle(name: string, blocks = 1, open = false, shift?: Record<string, unknown>): { rootfs: string; bundle: string; shim: string; config: { path: string; stateDir: string; logFile: string }; env: Record<string, string> } {
   const closed = work!.path(name, 'closed');
   mkdirSync(closed, { mode: open ? 0o755 : 0o700 });
   const rootfs = unpack(join(closed, 'bundle', 'rootfs'));
