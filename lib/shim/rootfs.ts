@@ -43,15 +43,20 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
     const { applyShimRootfs, chooseShimRootfs } = await import('../rootfs/shim-rootfs');
     const started = performance.now();
     const shimRootfs = { rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger };
+    // Under shift.method idmap a tree the shim cannot idmap fails the container before any claim: it will never own the raw tree.
+    const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
+    const refuseChown = (reason: string) => {
+      if (config.shift.method === 'idmap' && !alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
+    };
     const choice = await chooseShimRootfs(shimRootfs);
+    if (choice.route.route === 'chown') refuseChown(choice.route.reason);
     if (choice.route.route !== 'directory') await claim();
     const given = await applyShimRootfs(choice, shimRootfs, started);
     if (given.route === 'directory') return given.rootPath;
+    if (given.route === 'chown') refuseChown(given.reason);
     await claim();
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     if (given.route === 'overlay') return undefined;
-    const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
-    if (config.shift.method === 'idmap' && !alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${given.reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
     logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId: id, path: rootfs, reason: given.reason });
   } else {
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
