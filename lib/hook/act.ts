@@ -81,7 +81,7 @@ async function giveRootfs(step: RootfsStep, range: GuardStep, containerId: strin
     case 'none':
       return undefined;
     case 'skip':
-      return { action: 'skipped' };
+      return step.reason === 'an idmapped mount' ? { action: 'already-idmapped' } : { action: 'skipped' };
     case 'shift':
       return chown(step, range, containerId, opts);
     case 'idmap':

@@ -36,6 +36,8 @@ export interface HookFacts {
     path: string;
     /** Owned per the mapping already (lib/shift/state.ts alreadyShifted: the state file and the directory's owner). */
     shifted: boolean;
+    /** Its path is an idmapped mount already (the shim's private mount, one an engine made): nothing to give, and the raw tree behind it keeps its original owners. Looked at only when shift.method is not chown. */
+    idmappedMount?: boolean;
     /** Not shifted for this mapping, and not with its original owners either (lib/shift/state.ts notOriginalOwners: why); looked at only when shift.method is not chown. */
     shiftedAway?: string;
     /**
@@ -65,7 +67,7 @@ export interface GuardStep {
   overlap: OverlapPolicy;
   /** The rootfs's real path, recorded with the range: refused while another live container needs other owners on its raw tree (lib/ranges/rootfs-users.ts). */
   rootfs?: string;
-  /** Whether the rootfs step idmaps the tree (true) or shifts its owners (false); unset when it changes nothing (the registry keeps what the shim recorded). */
+  /** Whether the container sees the rootfs through an idmapped mount (an idmap step, or one there already) or owns the raw tree (a shift, a tree shifted already); unset without a rootfs step. */
   rootfsIdmapped?: boolean;
 }
 
@@ -81,7 +83,7 @@ export type ShiftStep = { kind: 'shift'; path: string; mode: 'auto' | 'always-ve
 export type IdmapStep = { kind: 'idmap'; path: string; pid: number; fallback?: ShiftStep };
 
 /** Giving the rootfs to container root. One variant per method. */
-export type RootfsStep = { kind: 'none'; reason: string } | { kind: 'skip'; path: string; reason: 'already shifted' } | ShiftStep | IdmapStep;
+export type RootfsStep = { kind: 'none'; reason: string } | { kind: 'skip'; path: string; reason: 'already shifted' | 'an idmapped mount' } | ShiftStep | IdmapStep;
 
 /** Delegating the cgroup to container root (host ids uid:gid), or why not (runtime spec rules, lib/cgroup/spec-check.ts). */
 export type CgroupStep = { kind: 'skip'; problems: string[] } | { kind: 'delegate'; pid: number; uid: number; gid: number };
@@ -143,7 +145,9 @@ function rootfsStep(config: PlanInput['config'], facts: HookFacts, pid: number, 
   const { method, mode, unmapped } = config.shift;
   if (mode === 'never') return { kind: 'none', reason: 'shift.mode is never' };
   if (facts.rootfs === undefined) return { kind: 'none', reason: 'config.json names no rootfs' };
-  const { path, shifted, shiftedAway, closedBy, openAt } = facts.rootfs;
+  const { path, shifted, idmappedMount, shiftedAway, closedBy, openAt } = facts.rootfs;
+  // Never walked, not even to verify: a chown through the mount would land on the raw tree mapped back.
+  if (idmappedMount) return { kind: 'skip', path, reason: 'an idmapped mount' };
   if (mode === 'auto' && shifted) return { kind: 'skip', path, reason: 'already shifted' };
   const shift: ShiftStep = { kind: 'shift', path, mode, unmapped };
   if (method === 'chown' || shifted) return shift;
@@ -209,7 +213,7 @@ export function planHook(input: PlanInput): HookPlan {
   const cgroup = cgroupStep(input, applies.pid, { uid, gid }, warnings);
   const name = spec.annotations?.[NAME_ANNOTATION];
   const rootfs = rootfsStep(input.config, facts, applies.pid, containerId);
-  const rootfsIdmapped = rootfs.kind === 'idmap' ? true : rootfs.kind === 'shift' ? false : undefined;
+  const rootfsIdmapped = rootfs.kind === 'none' ? undefined : rootfs.kind === 'idmap' || (rootfs.kind === 'skip' && rootfs.reason === 'an idmapped mount');
   return {
     kind: 'setup',
     containerId,

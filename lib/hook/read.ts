@@ -13,6 +13,7 @@ import { parseProcIdMap } from '../oci/idmap';
 import { readSpec, rootfsPath, specMappings, type Spec } from '../oci/spec';
 import { parseState, type ContainerState } from '../oci/state';
 import { readRawTreeAccess } from '../rootfs/access';
+import { readMounts } from '../rootfs/tree';
 import { alreadyShifted, notOriginalOwners, resolveRootfs } from '../shift/state';
 import { applicability, type ContainerMappings, type HookFacts, type HookStage } from './plan';
 
@@ -75,7 +76,9 @@ export async function readHook(opts: ReadOptions): Promise<HookRead> {
   const path = resolveRootfs(rootfs, state.id);
   const shifted = alreadyShifted(path, { uid: mappings.uidMappings, gid: mappings.gidMappings }, config.stateDir);
   if (config.shift.method === 'chown') return { state, spec, facts: { mappings, rootfs: { path, shifted } } };
-  const shiftedAway = shifted ? undefined : notOriginalOwners(path, config.stateDir);
-  const access = await readRawTreeAccess(path, mappings.uidMappings, { containerId: state.id });
-  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...(shiftedAway !== undefined ? { shiftedAway } : {}), ...access } } };
+  const mounts = readMounts();
+  const idmappedMount = mounts.some((m) => m.mountPoint === path && m.mountOptions.includes('idmapped'));
+  const shiftedAway = shifted || idmappedMount ? undefined : notOriginalOwners(path, config.stateDir);
+  const access = await readRawTreeAccess(path, mappings.uidMappings, { containerId: state.id, mounts });
+  return { state, spec, facts: { mappings, rootfs: { path, shifted, ...(idmappedMount ? { idmappedMount } : {}), ...(shiftedAway !== undefined ? { shiftedAway } : {}), ...access } } };
 }

@@ -76,7 +76,7 @@ export interface GuardOptions extends Common {
   runtimeRoot?: string;
   /** Real path of the rootfs: recorded, and refused while another live container needs other owners on its raw tree (lib/ranges/rootfs-users.ts). */
   rootfs?: string;
-  /** The container sees the rootfs through an idmapped mount (true) or owns its raw tree (false); unset: as the container's entry says (the shim's choice), else false. */
+  /** The container sees the rootfs through an idmapped mount (true) or owns its raw tree (false); unset: as the container's entry says when it is of this run (no process recorded yet, or this one: the shim's choice), else false. */
   rootfsIdmapped?: boolean;
   overlap: OverlapPolicy;
 }
@@ -109,7 +109,8 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
   return updateRegistry(opts, async (entries) => {
     const existing = entries.find((e) => e.id === id);
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
-    const idmapped = opts.rootfsIdmapped ?? (same && existing.rootfsIdmapped === true);
+    // The mark of this same run only (the shim's allocation, no process yet): an earlier run's says nothing of the tree now.
+    const idmapped = opts.rootfsIdmapped ?? (same && existing.rootfsIdmapped === true && (existing.pid === undefined || existing.pid === opts.pid));
     if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped, procRoot });
     const { live, gone } = await partitionLive(
       entries.filter((e) => e.id !== id && overlaps(e, uidMappings, gidMappings)),

@@ -11,6 +11,7 @@ import { errnoCode, RefusedError, systemError } from '../errors';
 import type { Logger } from '../log/logger';
 import { toContainer, type IdMapping } from '../oci/idmap';
 import { readMounts, treeExposures, treeOf } from './tree';
+import type { Mount } from '../sys/mountinfo';
 
 export interface Searcher {
   uid: number;
@@ -130,13 +131,14 @@ export function rawTreeAccess(rootfs: string, exposures: readonly string[], dirs
 
 /**
  * Reads the facts of rawTreeAccess() for a real path `rootfs` and decides:
- * its tree's exposures from mountinfo (`mountinfoPath`, default
- * /proc/self/mountinfo), the owner and mode of every directory above each.
+ * its tree's exposures from mountinfo (`mounts` as read already, else
+ * `mountinfoPath`, default /proc/self/mountinfo), the owner and mode of
+ * every directory above each.
  * A place that does not exist (hidden by a later mount) shows nothing.
  * Throws SystemError when mountinfo or a stat cannot be read.
  */
-export async function readRawTreeAccess(rootfs: string, rangeUids: IdMapping[], opts: { containerId?: string; mountinfoPath?: string } = {}): Promise<RawTreeAccess> {
-  const mounts = readMounts(opts.mountinfoPath);
+export async function readRawTreeAccess(rootfs: string, rangeUids: IdMapping[], opts: { containerId?: string; mountinfoPath?: string; mounts?: Mount[] } = {}): Promise<RawTreeAccess> {
+  const mounts = opts.mounts ?? readMounts(opts.mountinfoPath);
   const tree = treeOf(mounts, rootfs);
   const dirs = new Map<string, DirFacts>();
   const statAll = (path: string) => {

@@ -149,8 +149,17 @@ setup('the guard says how the container uses the raw tree: idmapped, owning it (
   assert.is(guard(facts(usernsMap, { path: '/r', shifted: false, closedBy: '/' })), true);
   assert.is(guard(facts(usernsMap, { path: '/r', shifted: false })), false, 'the safety rule sends it to chown');
   assert.is(guard(facts(usernsMap, { path: '/r', shifted: false, closedBy: '/' }), config({ shift: { method: 'chown' } })), false);
-  assert.is(guard(facts(usernsMap, { path: '/r', shifted: true, closedBy: '/' })), undefined, 'already owned (the shim idmapped it, or shifted it): the registry keeps what the shim recorded');
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: true, closedBy: '/' })), false, 'a tree shifted already is owned');
+  assert.is(guard(facts(usernsMap, { path: '/r', shifted: true, idmappedMount: true, closedBy: '/' })), true, 'the shim\'s private mount');
   assert.is(guard(facts(usernsMap, null)), undefined);
+});
+setup('a rootfs that is an idmapped mount already (the shim\'s, an engine\'s) is never walked, not even under always-verify', () => {
+  const s = state('runc1.1.5-createRuntime');
+  const mounted = facts(usernsMap, { path: '/state/rootfs/c/root', shifted: true, idmappedMount: true, closedBy: '/state/rootfs/c' });
+  for (const mode of ['auto', 'always-verify'] as const) {
+    const p = plan('createRuntime', s, userns, mounted, config({ shift: { mode } }));
+    assert.equal(p.kind === 'setup' && p.rootfs, { kind: 'skip', path: '/state/rootfs/c/root', reason: 'an idmapped mount' }, mode);
+  }
 });
 setup('a spec that rules out delegation: the cgroup step is skipped with the reasons; a systemd container gets a warning', () => {
   const s = state('crun1.8.1-createRuntime');
