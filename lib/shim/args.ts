@@ -85,6 +85,21 @@ const BOOLEAN_FLAGS = ['debug', 'systemd-cgroup', 'help', 'usage', 'version', 'n
 const BOOLEAN_SHORT: Record<string, string> = { h: 'help', '?': 'help', v: 'version', V: 'version', a: 'all' };
 
 /**
+ * The long option `name` abbreviates: crun's argp takes any prefix of one
+ * long option (argp(3): "long options may be abbreviated as long as the
+ * abbreviation is unique"), so `--cgroup systemd` is `--cgroup-manager
+ * systemd` and its value must not be taken for the subcommand. An exact
+ * name, an ambiguous prefix or no match is left as it is (runc's flag
+ * package takes no abbreviation: it refuses the call itself).
+ */
+function unabbreviated(name: string, table: FlagTable): string {
+  const names = new Set([...table.value, ...BOOLEAN_FLAGS, ...Object.values(table.short)]);
+  if (names.has(name) || name === '') return name;
+  const matches = [...names].filter((long) => long.startsWith(name));
+  return matches.length === 1 ? matches[0]! : name;
+}
+
+/**
  * Reads options from argv[start..] per the table. With `stopAtPositional`
  * (the global level) it stops at the first positional, the subcommand.
  */
@@ -118,6 +133,7 @@ function parseOptions(argv: readonly string[], start: number, table: FlagTable, 
       const rest = body.slice(1).replace(/^=/, '');
       inline = table.value.includes(name) && rest !== '' ? rest : undefined;
     }
+    if (arg.startsWith('--')) name = unabbreviated(name, table);
     if (table.value.includes(name)) {
       if (inline === undefined) {
         inline = argv[i];

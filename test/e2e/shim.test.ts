@@ -163,6 +163,27 @@ for (const runtime of ['runc', 'crun']) {
 }
 
 
+lifecycle("crun's abbreviated global option (`--cgroup cgroupfs`, argp's unique prefix of --cgroup-manager) before create: the container still gets its user namespace", async () => {
+  const config = writeConfig({ name: 'abbrev', runtime: 'crun' });
+  const bundle = await busyboxBundle('bundle-abbrev', 'crun', ['sleep', '300']);
+  const stateRoot = join(dir, 'abbrev-root');
+  const id = `oci-userns-abbrev-${process.pid}`;
+  const S = `${shim} --root ${stateRoot} --cgroup cgroupfs`;
+  const result = await engineShell(
+    [
+      `${S} create --bundle ${bundle} ${id} >/dev/null 2>&1; echo create=$?`,
+      `${S} start ${id}; echo start=$?`,
+      `${S} exec ${id} cat /proc/self/uid_map; echo exec=$?`,
+      `${S} delete -f ${id}; echo delete=$?`,
+      `crun --root ${stateRoot} delete -f ${id} >/dev/null 2>&1; true`,
+    ].join('\n'),
+    { OCI_USERNS_CONFIG: config.path },
+  );
+  for (const step of ['create', 'start', 'exec', 'delete']) assert.match(result.stdout, new RegExp(`^${step}=0$`, 'm'), `${step} failed:\n${result.all}`);
+  const map = parseProcIdMap(result.stdout.split('\n').filter((l) => /^\s*0\s/.test(l)).join('\n'), 'uid_map');
+  assert.ok(map.length === 1 && map[0]!.hostID >= POOL_START, `not in a range of the pool: ${result.stdout}`);
+  assert.equal(registry(config.stateDir), [], 'released on delete');
+});
 lifecycle('crun delete --regex through the shim: every container it deleted gives back its range and its record; one it did not match keeps them', async () => {
   const config = writeConfig({ name: 'regex', runtime: 'crun' });
   const stateRoot = join(dir, 'regex-root');

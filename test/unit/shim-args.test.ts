@@ -89,6 +89,17 @@ forms('an option of neither runtime is reported, and the id is not guessed when 
   assert.is(args.containerId, undefined);
   assert.is(parseRuntimeArgs(['create', '--future-flag=value', 'x'], CWD).containerId, 'x');
 });
+forms("crun's abbreviated long options (argp): a unique prefix is that option, so its value is not taken for the subcommand or the id; an ambiguous one stays unknown", () => {
+  const args = parseRuntimeArgs(['--cgroup', 'systemd', '--log-f', 'json', 'create', '--bun', '/b', '--pid', '/p', 'x'], CWD);
+  assert.is(args.command, 'create');
+  assert.equal(args.global, { 'cgroup-manager': 'systemd', 'log-format': 'json' });
+  assert.equal(args.options, { bundle: '/b', 'pid-file': '/p' });
+  assert.is(args.containerId, 'x');
+  assert.equal(args.unknown, []);
+  const ambiguous = parseRuntimeArgs(['--lo', 'x.log', 'state', 'c1'], CWD);
+  assert.equal(ambiguous.unknown, ['lo']);
+  assert.is(ambiguous.command, 'x.log', 'not guessed: argp refuses an ambiguous prefix itself');
+});
 forms.run();
 
 const fds = suite('extraFdCount');

@@ -142,6 +142,11 @@ toShim('kill with SIGTERM or no signal (a systemd container stops on SIGRTMIN+3)
     assert.match(front(argv).calls, /^runtime /, argv.join(' '));
   }
 });
+toShim("a global option it does not know, such as crun's abbreviations: `--cgroup systemd create` is a create", () => {
+  for (const argv of [['--cgroup', 'systemd', 'create', 'c1'], ['--log-f', 'json', 'state', 'c1'], ['--deb', 'state', 'c1']]) {
+    assert.match(front(argv).calls, /^shim /, argv.join(' '));
+  }
+});
 toShim('a config the front cannot read for certain', () => {
   for (const config of ['{"runtime":{"path":"cr\\u0075n"}}', '{"runtime":{"path":"crun"},"x":{"path":"runc"}}', '{"runtime":{"path":5}}', '{"runtime":{"path":""}}']) {
     assert.match(front(['state', 'c1'], { config }).calls, /^shim /, config);
