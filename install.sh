@@ -123,6 +123,11 @@ uninstall() {
   rm -f "$DEST$MANIFEST"
   say removed "$MANIFEST"
   remove_empty_dirs "${dirs[@]}"
+  # The program's code cache (lib/sys/code-cache.ts) is made at run time, so no manifest lists it.
+  if [ -d "$DEST/var/cache/oci-userns" ] && [ ! -L "$DEST/var/cache/oci-userns" ]; then
+    rm -rf "$DEST/var/cache/oci-userns"
+    say removed "/var/cache/oci-userns/"
+  fi
 }
 
 # Deepest first, so a parent is tried after its children.

@@ -28,6 +28,8 @@ export interface ShimDeps {
   writeError?: (line: string) => void;
   /** The front bin/oci-userns-runtime, when it handed the call over. */
   front?: string;
+  /** Told the path the run took, for the code cache (ShimOptions.notePath). */
+  notePath?: (path: string) => void;
 }
 
 const stderrLine = (line: string) => {
@@ -39,7 +41,7 @@ export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
   const writeError = deps.writeError ?? stderrLine;
   const logger = deps.logger ?? nullLogger;
   try {
-    const result = await runShimCommand({ argv, config: deps.config, hookPath: deps.hookPath, env: deps.env ?? process.env, cwd: process.cwd(), logger, front: deps.front });
+    const result = await runShimCommand({ argv, config: deps.config, hookPath: deps.hookPath, env: deps.env ?? process.env, cwd: process.cwd(), logger, front: deps.front, notePath: deps.notePath });
     for (const warning of result.warnings) writeError(`${SHIM_PREFIX}: warning: ${warning}\n`);
     return result.exitCode;
   } catch (error) {
@@ -63,9 +65,9 @@ export async function runShim(argv: string[], deps: ShimDeps): Promise<number> {
  * writer the hook uses (no winston on the container's start path), and the
  * program's own real path for the hooks.
  */
-export async function main(argv: string[], processEnv: NodeJS.ProcessEnv = process.env, programPath = process.argv[1]!): Promise<number> {
+export async function main(argv: string[], opts: { env?: NodeJS.ProcessEnv; programPath?: string; notePath?: (path: string) => void } = {}): Promise<number> {
   // The front's name for itself is for the shim alone: the runtime gets the engine's environment.
-  const { [FRONT_ENV]: front, ...env } = processEnv;
+  const { [FRONT_ENV]: front, ...env } = opts.env ?? process.env;
   let config: Config;
   try {
     config = await loadConfig({ env });
@@ -80,7 +82,7 @@ export async function main(argv: string[], processEnv: NodeJS.ProcessEnv = proce
   }
   const logger = openHookLogger({ file: config.logFile, level: config.logLevel, fields: { command: 'runtime' } });
   try {
-    return await runShim(argv, { config, hookPath: realpathSync(programPath), logger, env, front: front || undefined });
+    return await runShim(argv, { config, hookPath: realpathSync(opts.programPath ?? process.argv[1]!), logger, env, front: front || undefined, notePath: opts.notePath });
   } finally {
     await logger.close();
   }

@@ -16,6 +16,8 @@ export interface HookIo {
   /** Writes the one error line; the entry passes a direct write to fd 2 (process.stderr costs 3 ms to create). */
   writeError: (line: string) => void;
   env: NodeJS.ProcessEnv;
+  /** Told the path the run took ('hook STAGE OUTCOME'), for the code cache (lib/sys/code-cache.ts). */
+  notePath?: (path: string) => void;
 }
 
 interface HookArgs {
@@ -68,6 +70,7 @@ export async function main(args: string[], io: HookIo): Promise<number> {
     const outcome: HookOutcome = await runHook({ stage, stateText, config, logger });
     const line = outcomeLogLine(stage, outcome);
     logger.info(line.message, { ...line.fields, durationMs: elapsed() });
+    io.notePath?.(`hook ${stage} ${outcome.outcome}`);
     return 0;
   } catch (error) {
     const expected = isUsernsError(error);

@@ -48,6 +48,8 @@ export interface ShimOptions {
   procRoot?: string;
   /** The front (bin/oci-userns-runtime) that handed this call over, if one did: never the real runtime either. */
   front?: string;
+  /** Told the path the call took, for the code cache (lib/sys/code-cache.ts): 'runtime COMMAND', with ' prepared' when the shim prepared the container. */
+  notePath?: (path: string) => void;
 }
 
 export interface ShimResult {
@@ -286,5 +288,6 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
   }
   if (args.containerId !== undefined && goneAfter(args, exitCode, lease !== undefined)) warnings.push(...(await gone()));
   for (const id of before ? await deletedSince(args, before) : []) warnings.push(...(await gone(id)));
+  opts.notePath?.(['runtime', args.command, lease && 'prepared'].filter(Boolean).join(' '));
   return { exitCode, warnings };
 }

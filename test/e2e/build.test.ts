@@ -5,10 +5,10 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { accessSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { buildProgram, PROGRAM, REPO, Workspace } from './harness';
+import { buildProgram, buildSpec, PROGRAM, REPO, Workspace, writeBundle, writeProgramConfig } from './harness';
 import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
 /** Why this user cannot build here (the build replaces dist/ and lib/oci/generated/), or undefined. */
@@ -29,15 +29,42 @@ function buildSkipReason(): string | undefined {
 const test = skippedUnless(suite('build'), 'build e2e (dist)', buildSkipReason());
 test.before(() => buildProgram());
 
-test('dist holds the executable, the cold files, the thread module, the error classes and their maps; no compressed code', () => {
+test('dist holds the executable, the program it loads, the cold files, the thread module, the error classes and their maps; no compressed code', () => {
   const dist = join(PROGRAM, '..');
-  assert.equal(readdirSync(dist).filter((n) => n !== 'oci-userns-idmap').sort(), ['chown-thread.cjs', 'chown-thread.cjs.map', 'cli.cjs', 'cli.cjs.map', 'errors.cjs', 'errors.cjs.map', 'oci-userns.cjs', 'oci-userns.cjs.map', 'shift.cjs', 'shift.cjs.map']);
+  assert.equal(readdirSync(dist).filter((n) => n !== 'oci-userns-idmap').sort(), ['chown-thread.cjs', 'chown-thread.cjs.map', 'cli.cjs', 'cli.cjs.map', 'errors.cjs', 'errors.cjs.map', 'oci-userns.cjs', 'oci-userns.cjs.map', 'program.cjs', 'program.cjs.map', 'shift.cjs', 'shift.cjs.map']);
   for (const name of readdirSync(dist).filter((n) => n.endsWith('.cjs'))) {
     assert.not.match(readFileSync(join(dist, name), 'utf8'), /new Function|brotliDecompress/, name);
   }
-  assert.not.match(readFileSync(PROGRAM, 'utf8'), /yargs|winston|execa/, 'the hook path loads none of the CLI libraries');
-  for (const name of ['oci-userns.cjs', 'cli.cjs', 'shift.cjs']) {
+  for (const name of ['oci-userns.cjs', 'program.cjs']) assert.not.match(readFileSync(join(dist, name), 'utf8'), /yargs|winston|execa/, `the hook path loads none of the CLI libraries (${name})`);
+  for (const name of ['oci-userns.cjs', 'program.cjs', 'cli.cjs', 'shift.cjs']) {
     assert.not.match(readFileSync(join(dist, name), 'utf8'), /extends UsernsError\b/, `${name} has no copy of the error classes (dist/errors.cjs holds them)`);
+  }
+});
+
+test('the executable writes the code cache of its program at a hook run, compiles from it next, and leaves a directory others can write alone', async () => {
+  const work = Workspace.create('oci-userns-code-cache-');
+  try {
+    const spec = buildSpec({ runtime: 'runc', rootfs: work.path('rootfs'), args: ['true'], userns: false });
+    const bundle = writeBundle(work.path('bundle'), spec);
+    const config = writeProgramConfig(work.path('etc'));
+    const cache = join(work.dir, 'cache');
+    const state = JSON.stringify({ ociVersion: '1.0.2', id: 'c1', status: 'creating', pid: process.pid, bundle });
+    const hook = () => execa(PROGRAM, ['hook', 'createRuntime'], { input: state, env: { OCI_USERNS_CONFIG: config.path, OCI_USERNS_CODE_CACHE: cache }, reject: false });
+    assert.is((await hook()).exitCode, 0);
+    const written = readdirSync(cache);
+    assert.is(written.length, 1, 'one cache file');
+    const inode = statSync(join(cache, written[0]!)).ino;
+    const again = await hook();
+    assert.equal([again.exitCode, again.stderr], [0, '']);
+    assert.is(statSync(join(cache, written[0]!)).ino, inode, 'the same path again: the cache holds it, nothing written');
+    assert.equal(readFileSync(config.logFile, 'utf8').split('\n').filter((l) => l.includes('nothing to do (no user namespace)')).length, 2);
+    rmSync(cache, { recursive: true });
+    mkdirSync(cache, { mode: 0o777 });
+    chmodSync(cache, 0o777);
+    assert.is((await hook()).exitCode, 0);
+    assert.equal(readdirSync(cache), [], 'a directory others can write is not used');
+  } finally {
+    work.remove();
   }
 });
 

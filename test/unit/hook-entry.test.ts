@@ -38,14 +38,15 @@ async function runHook(args: string[], stdin: string | undefined, env: NodeJS.Pr
       done();
     },
   });
-  const code = await main(args, { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile, OCI_USERNS_LOG_FILE: logFile, ...env } });
+  const paths: string[] = [];
+  const code = await main(args, { stdin: input, writeError: (line) => err.write(line), env: { OCI_USERNS_CONFIG: configFile, OCI_USERNS_LOG_FILE: logFile, ...env }, notePath: (path) => paths.push(path) });
   let log: Array<Record<string, unknown>> = [];
   try {
     log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   } catch {
     // no log written
   }
-  return { code, stderr, log };
+  return { code, stderr, log, paths };
 }
 
 const state = (over: Record<string, unknown> = {}) => JSON.stringify({ ociVersion: '1.0.2-dev', id: 'c1', status: 'creating', pid: process.pid, bundle: join(dir, 'bundle'), ...over });
@@ -53,9 +54,10 @@ const writeSpec = (value: unknown) => writeFileSync(join(dir, 'bundle', 'config.
 
 test('a container without a user namespace: exit 0, nothing to do, logged', async () => {
   writeSpec({ ...spec, linux: { ...spec.linux, namespaces: [{ type: 'pid' }, { type: 'mount' }] } });
-  const { code, stderr, log } = await runHook(['createRuntime'], state());
+  const { code, stderr, log, paths } = await runHook(['createRuntime'], state());
   assert.is(code, 0);
   assert.is(stderr, '');
+  assert.equal(paths, ['hook createRuntime not-applicable'], 'the path the code cache is told');
   assert.is(log.length, 1);
   assert.is(log[0]!.outcome, 'not-applicable');
   assert.is(log[0]!.containerId, 'c1');

@@ -58,8 +58,12 @@ function bundle(name: string, spec: unknown): string {
 }
 const systemdSpec = { ...baseSpec, process: { ...baseSpec.process, args: ['/sbin/init'] } };
 
-const shim = (argv: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
-  runShimCommand({ argv, config, hookPath, env: { ...env, ...extraEnv }, cwd: dir, logger: memoryLogger() });
+/** The paths the last shim call told the code cache. */
+let noted: string[] = [];
+const shim = (argv: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
+  noted = [];
+  return runShimCommand({ argv, config, hookPath, env: { ...env, ...extraEnv }, cwd: dir, logger: memoryLogger(), notePath: (path) => noted.push(path) });
+};
 
 const recorded = {
   argv: () => readFileSync(join(dir, 'record.argv'), 'utf8').split('\0').slice(0, -1),
@@ -88,6 +92,7 @@ pass('every other subcommand: the argv byte for byte, the runtime\'s exit status
   for (const argv of [['state', 'c1'], ['--root', '/run/x', '--log-format=json', 'kill', 'c1', 'KILL'], ['--version'], ['list', '-q'], ['start', 'c1'], ['spec', '--rootless']]) {
     const result = await shim(argv, { FAKE_RUNTIME_EXIT: '3' });
     assert.equal(result, { exitCode: 3, warnings: [] }, argv.join(' '));
+    assert.equal(noted, [['runtime', argv.find((a) => ['state', 'kill', 'list', 'start', 'spec'].includes(a))].filter(Boolean).join(' ')], argv.join(' '));
     assert.equal(recorded.argv(), argv);
     assert.equal(recorded.fds(), [], argv.join(' '));
   }
@@ -97,6 +102,7 @@ pass('create of a container the policy leaves alone: config.json and argv as the
   const before = readFileSync(join(b, 'config.json'), 'utf8');
   const argv = ['--root', '/run/runc', 'create', '--bundle', b, '--pid-file', join(dir, 'pid'), 'plain1'];
   assert.equal(await shim(argv), { exitCode: 0, warnings: [] });
+  assert.equal(noted, ['runtime create']);
   assert.equal(recorded.argv(), argv);
   assert.is(recorded.configText(), before);
   assert.not.ok(existsSync(join(config.stateDir, 'ranges.json')));
@@ -115,7 +121,7 @@ pass('exec --preserve-fds=N: descriptors 3..3+N-1 reach the runtime, and no othe
 });
 pass('cli/runtime main: the real runtime\'s exit status through the executable\'s entry', async () => {
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ logFile: config.logFile, stateDir: config.stateDir }));
-  const code = await runtimeMain(['state', 'c9'], { ...env, OCI_USERNS_CONFIG: join(dir, 'config.json'), FAKE_RUNTIME_EXIT: '7' }, hookPath);
+  const code = await runtimeMain(['state', 'c9'], { env: { ...env, OCI_USERNS_CONFIG: join(dir, 'config.json'), FAKE_RUNTIME_EXIT: '7' }, programPath: hookPath });
   assert.is(code, 7);
   assert.equal(recorded.argv(), ['state', 'c9']);
 });
@@ -148,6 +154,7 @@ userns('create: the argv untouched, config.json given a user namespace from the 
   assert.is(spec.annotations['io.oci-userns.source'], 'shim');
   const entries = await readRegistry(config.stateDir);
   assert.equal(entries.map((e) => [e.id, e.source, e.uidMappings]), [['sd1', 'shim', map]]);
+  assert.equal(noted, ['runtime create prepared']);
   assert.equal(await shim(['delete', 'sd1']), { exitCode: 0, warnings: [] });
   assert.equal(recorded.argv(), ['delete', 'sd1']);
   assert.equal(await readRegistry(config.stateDir), [], 'delete released the range');
