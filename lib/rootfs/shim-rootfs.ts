@@ -19,9 +19,9 @@
 // Anything else, or any refusal, leaves the rootfs as it was for the chown
 // shift, with the reason.
 
-import { promises as fs, readFileSync } from 'node:fs';
+import { lstatSync, promises as fs, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemError } from '../errors';
+import { errnoCode, systemError } from '../errors';
 import type { Logger } from '../log/logger';
 import { toHost, type IdMapping } from '../oci/idmap';
 import { readStateFast } from '../shift/state';
@@ -219,18 +219,26 @@ export async function applyShimRootfs(choice: ShimRootfsChoice, opts: ShimRootfs
  */
 export async function releaseShimRootfs(opts: { stateDir: string; containerId: string; logger?: Logger; mountinfoPath?: string }): Promise<boolean> {
   const dir = privateDir(opts.stateDir, opts.containerId);
+  // Most containers have none; without the directory nothing is mounted below it (a mount point cannot be removed), so no mountinfo to read.
+  try {
+    if (lstatSync(dir, { throwIfNoEntry: false }) === undefined) return false;
+  } catch (error) {
+    throw systemError('cannot stat', dir, error, { containerId: opts.containerId });
+  }
   const rootPath = join(dir, 'root');
   const mounts = parseMountinfo(readFileSync(opts.mountinfoPath ?? '/proc/self/mountinfo', 'utf8'));
   const mounted = mounts.filter((m) => m.mountPoint === rootPath).length;
   for (let i = 0; i < mounted; i++) await mountTool('umount', [rootPath], { path: rootPath, containerId: opts.containerId });
   try {
     // rmdir, never a recursive removal: were the root still mounted, that would empty the raw tree.
-    await fs.rmdir(rootPath).catch((error) => {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    });
-    await fs.rmdir(dir);
+    try {
+      rmdirSync(rootPath);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+    rmdirSync(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return mounted > 0;
+    if (errnoCode(error) === 'ENOENT') return mounted > 0;
     throw systemError('cannot remove the private rootfs directory', dir, error, { containerId: opts.containerId });
   }
   opts.logger?.info('unmounted the private rootfs mount', { containerId: opts.containerId, path: rootPath });

@@ -3,13 +3,13 @@
 // them), and which route a rootfs takes (idmapped directory, rebuilt
 // overlay, or the chown shift with the reason).
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { overlayLayout, overlayMountOptions } from '../../lib/rootfs/overlay';
-import { shimRoute, type ShimRootfsFacts } from '../../lib/rootfs/shim-rootfs';
+import { privateDir, releaseShimRootfs, shimRoute, type ShimRootfsFacts } from '../../lib/rootfs/shim-rootfs';
 import { parseMountinfo } from '../../lib/sys/mountinfo';
 import { DEFAULTS } from '../../lib/config/config';
 import { HostError } from '../../lib/errors';
@@ -100,3 +100,17 @@ claim('fails for the idmap refusal, not as "in use" by an idmapped container sha
   }
 });
 claim.run();
+const release = suite('releaseShimRootfs');
+release('a container without a private rootfs directory: nothing to undo, mountinfo not even read', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'oci-userns-release-'));
+  try {
+    assert.is(await releaseShimRootfs({ stateDir, containerId: 'c1', mountinfoPath: join(stateDir, 'no-mountinfo') }), false);
+    mkdirSync(join(privateDir(stateDir, 'c1'), 'root'), { recursive: true });
+    writeFileSync(join(stateDir, 'mountinfo'), '');
+    assert.is(await releaseShimRootfs({ stateDir, containerId: 'c1', mountinfoPath: join(stateDir, 'mountinfo') }), true, 'an empty directory left: removed');
+    assert.not.ok(existsSync(privateDir(stateDir, 'c1')));
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+release.run();
