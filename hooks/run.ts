@@ -8,6 +8,7 @@ import { INTERNAL_EXIT_CODE, InputError, isUsernsError } from '../lib/errors';
 import { isHookStage, HOOK_STAGES, outcomeLogLine, runHook, type HookOutcome } from '../lib/hook/hook';
 import { openHookLogger } from '../lib/log/hook-log';
 import type { FileLogger } from '../lib/log/log-types';
+import { stopwatch } from '../lib/log/stopwatch';
 import { readStdinBounded, readStreamBounded } from '../lib/oci/input';
 
 export interface HookIo {
@@ -55,8 +56,7 @@ async function readState(stdin: HookIo['stdin'], config: Config): Promise<string
 }
 
 export async function main(args: string[], io: HookIo): Promise<number> {
-  const started = process.hrtime.bigint();
-  const elapsed = () => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+  const elapsed = stopwatch();
   let stage = args.find((a) => !a.startsWith('-')) ?? 'hook';
   let config: Config | undefined;
   let logger: FileLogger | undefined;

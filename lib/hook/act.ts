@@ -5,6 +5,7 @@
 
 import { HostError } from '../errors';
 import type { Logger } from '../log/logger';
+import { stopwatch } from '../log/stopwatch';
 import { formatIdMap } from '../oci/idmap';
 import { forgetState } from '../shift/state';
 import type { CgroupStep, GuardStep, HookPlan, IdmapStep, RootfsStep, ShiftStep } from './plan';
@@ -42,7 +43,7 @@ export interface HookActions {
 export type HookResult = { outcome: 'not-applicable'; reason: string } | { outcome: 'done'; actions: HookActions };
 
 async function chown(step: ShiftStep, range: GuardStep, containerId: string, opts: ActOptions): Promise<ChownAction> {
-  const started = performance.now();
+  const elapsed = stopwatch();
   if (step.idmapRefused) opts.logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId, path: step.path, reason: step.idmapRefused });
   const base = { rootfs: step.path, uidMap: range.uidMappings, gidMap: range.gidMappings, unmapped: step.unmapped, stateDir: opts.stateDir, containerId, logger: opts.logger };
   // The engine is loaded only when a tree may need work (about 12 ms).
@@ -55,7 +56,7 @@ async function chown(step: ShiftStep, range: GuardStep, containerId: string, opt
       ? await engine.shiftTree(base).then((r) => ({ ...r, action: r.shifted ? ('shifted' as const) : ('skipped' as const) }))
       : await engine.ensureShifted({ ...base, mode: step.mode });
   if (result.skippedMounts.length > 0) opts.logger.info('mount points inside the rootfs were not shifted', { containerId, skippedMounts: result.skippedMounts });
-  return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(performance.now() - started), ...(step.idmapRefused ? { idmapRefused: step.idmapRefused } : {}) };
+  return { action: result.action, inodes: result.inodes, changed: result.changed, ms: Math.round(elapsed()), ...(step.idmapRefused ? { idmapRefused: step.idmapRefused } : {}) };
 }
 
 /** The idmap step; a refusal falls back to chown (which logs why) or, without a fallback, is a HostError. */

@@ -8,6 +8,7 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import { containerProcessGone, errnoCode, systemError, SystemError } from '../errors';
+import { stopwatch } from '../log/stopwatch';
 import { parseMountinfo, visibleMounts } from '../sys/mountinfo';
 import { idmapMount, type IdmapTimings } from './idmap-mount';
 
@@ -45,7 +46,7 @@ export type IdmapRootfsResult =
  * SystemError from the helper.
  */
 export async function idmapRootfs(opts: IdmapRootfsOptions): Promise<IdmapRootfsResult> {
-  const started = performance.now();
+  const elapsed = stopwatch();
   const procRoot = opts.procRoot ?? '/proc';
   const { containerId } = opts;
   let rootfs: string;
@@ -75,5 +76,5 @@ export async function idmapRootfs(opts: IdmapRootfsOptions): Promise<IdmapRootfs
     throw error;
   }
   if (outcome.outcome === 'unsupported') return { action: 'unsupported', rootfs, reason: outcome.reason };
-  return { action: 'idmapped', rootfs, ms: Math.round((performance.now() - started) * 100) / 100, timings: outcome.timings };
+  return { action: 'idmapped', rootfs, ms: Math.round(elapsed() * 100) / 100, timings: outcome.timings };
 }

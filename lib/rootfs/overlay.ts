@@ -13,6 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger';
+import { stopwatch } from '../log/stopwatch';
 import type { Mount } from '../sys/mountinfo';
 import { idmapMount } from './idmap-mount';
 import { mountTool } from './mount-tool';
@@ -89,7 +90,7 @@ export type IdmapOverlayResult = { action: 'idmapped'; lowers: number; ms: numbe
  * 'unsupported', other failures throw SystemError.
  */
 export async function idmapOverlay(opts: IdmapOverlayOptions): Promise<IdmapOverlayResult> {
-  const started = performance.now();
+  const elapsed = stopwatch();
   const { layout, rootfs, containerId, scratch } = opts;
   const attached: string[] = [];
   const context = { path: rootfs, containerId };
@@ -127,5 +128,5 @@ export async function idmapOverlay(opts: IdmapOverlayOptions): Promise<IdmapOver
   }
   await detachClones();
   opts.logger?.info('rebuilt the overlay rootfs over idmapped lower layers', { containerId, path: rootfs, lowers: layout.lowerdirs.length, upperdir: layout.upperdir });
-  return { action: 'idmapped', lowers: layout.lowerdirs.length, ms: Math.round((performance.now() - started) * 100) / 100 };
+  return { action: 'idmapped', lowers: layout.lowerdirs.length, ms: Math.round(elapsed() * 100) / 100 };
 }

@@ -23,6 +23,7 @@ import { lstatSync, promises as fs, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, systemError } from '../errors';
 import type { Logger } from '../log/logger';
+import { stopwatch } from '../log/stopwatch';
 import { toHost, type IdMapping } from '../oci/idmap';
 import { readStateFast } from '../shift/state';
 import { parseMountinfo, visibleMounts, type Mount } from '../sys/mountinfo';
@@ -163,17 +164,17 @@ export async function chooseShimRootfs(opts: ShimRootfsOptions): Promise<ShimRoo
 
 /** chooseShimRootfs, then applyShimRootfs. */
 export async function prepareShimRootfs(opts: ShimRootfsOptions): Promise<ShimRootfs> {
-  const started = performance.now();
-  return applyShimRootfs(await chooseShimRootfs(opts), opts, started);
+  const elapsed = stopwatch();
+  return applyShimRootfs(await chooseShimRootfs(opts), opts, elapsed);
 }
 
 /**
  * Gives container root the rootfs by an idmapped mount on the chosen route
- * (see the top of this file); `started` (performance.now()) is when the
- * choice began, for the figure returned. Throws SystemError when a step
+ * (see the top of this file); `elapsed` (lib/log/stopwatch.ts) started when
+ * the choice began, for the figure returned. Throws SystemError when a step
  * fails midway (nothing is left mounted or changed then).
  */
-export async function applyShimRootfs(choice: ShimRootfsChoice, opts: ShimRootfsOptions, started = performance.now()): Promise<ShimRootfs> {
+export async function applyShimRootfs(choice: ShimRootfsChoice, opts: ShimRootfsOptions, elapsed = stopwatch()): Promise<ShimRootfs> {
   const { containerId, logger } = opts;
   const { rootfs, range, route } = choice;
   if (route.route === 'chown') return route;
@@ -206,7 +207,7 @@ export async function applyShimRootfs(choice: ShimRootfsChoice, opts: ShimRootfs
       return { route: 'chown', reason: outcome.reason };
     }
     logger?.info('idmapped the rootfs at a private mount point', { containerId, path: rootfs, rootPath });
-    return { route: 'directory', rootPath, ms: Math.round((performance.now() - started) * 100) / 100 };
+    return { route: 'directory', rootPath, ms: Math.round(elapsed() * 100) / 100 };
   } finally {
     userns.close();
   }

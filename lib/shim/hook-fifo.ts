@@ -25,6 +25,7 @@ import type { Config } from '../config/config';
 import { INTERNAL_EXIT_CODE, isUsernsError, systemError } from '../errors';
 import { outcomeLogLine, runHook } from '../hook/hook';
 import type { Logger } from '../log/logger';
+import { stopwatch } from '../log/stopwatch';
 import type { Spec, SpecHook } from '../oci/spec';
 
 const REQUEST = 'request';
@@ -143,8 +144,7 @@ export async function openHookFifos(dir: string): Promise<HookFifos> {
  * is the verdict with the hook's exit code and stderr line.
  */
 export async function serveCreateRuntime(stateText: string, opts: { spec: Spec; config: Config; logger: Logger; procRoot?: string }): Promise<HookVerdict> {
-  const started = performance.now();
-  const durationMs = () => Math.round((performance.now() - started) * 1000) / 1000;
+  const durationMs = stopwatch();
   try {
     const outcome = await runHook({ stage: 'createRuntime', stateText, config: opts.config, logger: opts.logger, procRoot: opts.procRoot, spec: opts.spec });
     const line = outcomeLogLine('createRuntime', outcome);

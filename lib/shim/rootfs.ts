@@ -4,6 +4,7 @@
 // out of shim.ts as it was, to keep that module under 300 lines.
 
 import { HostError } from '../errors';
+import { stopwatch } from '../log/stopwatch';
 import { toHost } from '../oci/idmap';
 import { rootfsPath, specMappings, type Spec } from '../oci/spec';
 import { claimRootfsOwners, type RangeEntry } from '../ranges/ranges';
@@ -41,7 +42,7 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
   }
   if (config.shift.method !== 'chown') {
     const { applyShimRootfs, chooseShimRootfs } = await import('../rootfs/shim-rootfs');
-    const started = performance.now();
+    const elapsed = stopwatch();
     const shimRootfs = { rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger };
     // Under shift.method idmap a tree the shim cannot idmap fails the container before any claim: it will never own the raw tree.
     const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
@@ -51,7 +52,7 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
     const choice = await chooseShimRootfs(shimRootfs);
     if (choice.route.route === 'chown') refuseChown(choice.route.reason);
     if (choice.route.route !== 'directory') await claim();
-    const given = await applyShimRootfs(choice, shimRootfs, started);
+    const given = await applyShimRootfs(choice, shimRootfs, elapsed);
     if (given.route === 'directory') return given.rootPath;
     if (given.route === 'chown') refuseChown(given.reason);
     await claim();
