@@ -1,11 +1,12 @@
 // Builds oci-userns: compiles the JSON schemas into standalone ajv
 // validators (so no hook start pays for schema compilation), then bundles
 // the program into plain CommonJS files in dist/, each with a source map:
-//   oci-userns.cjs    the executable: loads program.cjs from V8's code
-//                     cache (lib/sys/code-cache.ts);
-//   program.cjs       dispatch, the hook and the runtime shim (every
-//                     container start runs it: one file to read, compiled
-//                     from the cache);
+//   oci-userns.cjs    the executable: loads hook.cjs or program.cjs from
+//                     V8's code cache (lib/sys/code-cache.ts);
+//   hook.cjs          the hook alone (every container start and stop runs
+//                     it: the less to read and deserialize, the better);
+//   program.cjs       the runtime shim (serving its hook too) and the
+//                     dispatch to the CLI;
 //   cli.cjs           the other commands (yargs, winston, execa);
 //   shift.cjs         the shift engine, for a rootfs that needs shifting;
 //   chown-thread.cjs  the shift's walker threads.
@@ -62,6 +63,7 @@ const dist = join(root, 'dist');
 const entries = {
   'oci-userns': join(root, 'bin', 'oci-userns.ts'),
   program: join(root, 'bin', 'program.ts'),
+  hook: join(root, 'bin', 'hook.ts'),
   cli: join(root, 'cli', 'index.ts'),
   shift: join(root, 'lib', 'shift', 'shift.ts'),
   'chown-thread': join(root, 'lib', 'shift', 'chown-thread.ts'),
@@ -80,7 +82,7 @@ const files = {
     const self = b.initialOptions.entryPoints[0];
     b.onResolve({ filter: /^\.\.?\// }, (args) => {
       const target = join(args.resolveDir, `${args.path}.ts`);
-      const shared = Object.entries(entries).find(([name, entry]) => entry === target && entry !== self && name !== 'oci-userns' && name !== 'program');
+      const shared = Object.entries(entries).find(([name, entry]) => entry === target && entry !== self && !['oci-userns', 'program', 'hook'].includes(name));
       return shared ? { path: `./${shared[0]}.cjs`, external: true } : undefined;
     });
   },

@@ -1,4 +1,5 @@
-// V8's code cache for the program's hot file (dist/program.cjs): the
+// V8's code cache for the program's hot files (dist/hook.cjs and
+// dist/program.cjs, bin/oci-userns.ts): the
 // bytecode of the functions a run compiled, kept so that the next start
 // deserializes it instead of parsing and compiling the same code again.
 // Node 20 has no module.enableCompileCache; this is vm.Script's
@@ -31,7 +32,7 @@
 
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Script } from 'node:vm';
 import { pathHash } from './path-key';
 import { writeFileAtomic } from './atomic-file';
@@ -80,9 +81,9 @@ export function trustedCacheDir(env: NodeJS.ProcessEnv, uid: number): string | u
   }
 }
 
-/** The cache file of the program file `file` (its real path) for this V8. */
+/** The cache file of the program file `file` (its real path) for this V8: NAME-HASH-v8-VERSION.cache. */
 export function cacheFileFor(dir: string, file: string): string {
-  return join(dir, `program-${pathHash(file)}-v8-${process.versions.v8}.cache`);
+  return join(dir, `${basename(file, '.cjs')}-${pathHash(file)}-v8-${process.versions.v8}.cache`);
 }
 
 /** The cache at `path` for `source`: its data only when the file is this user's alone and was made from these very bytes. */
@@ -130,8 +131,11 @@ export function writeCodeCache(path: string, cache: { source: Buffer; paths: Rea
  * Loads the CommonJS file `file` (a real path) compiled with the code cache
  * in `dir` (trustedCacheDir; undefined: none), and returns its exports and
  * what to do at exit: write the cache when this run took paths it lacks.
+ * `require` resolves what the file requires (default: a require from its
+ * directory; the executable passes its own, from the same directory,
+ * which costs no new one).
  */
-export function loadWithCodeCache(opts: { file: string; dir: string | undefined; uid: number }): {
+export function loadWithCodeCache(opts: { file: string; dir: string | undefined; uid: number; require?: NodeJS.Require }): {
   exports: LaunchedProgram;
   /** Compiled from a cache (V8 took it). */
   cached: boolean;
@@ -152,7 +156,7 @@ export function loadWithCodeCache(opts: { file: string; dir: string | undefined;
   const held = cached ? cache.paths : new Set<string>();
   const taken = new Set<string>();
   const loaded = { exports: {} as LaunchedProgram };
-  (script.runInThisContext() as (...args: unknown[]) => void)(loaded.exports, createRequire(file), loaded, file, dirname(file));
+  (script.runInThisContext() as (...args: unknown[]) => void)(loaded.exports, opts.require ?? createRequire(file), loaded, file, dirname(file));
   return {
     exports: loaded.exports,
     cached,
