@@ -1,12 +1,27 @@
 // The highest uid and gid that own something in a rootfs, for
-// `oci-userns alloc --size auto`: the container needs a range that maps
-// them. Walks with the shift's walker (lib/sys/walk.ts): no symlink
-// followed, no mount entered (like find -xdev, so a mounted /proc or a bind
-// mount is not counted), and names that are not UTF-8 counted like others.
+// `oci-userns alloc --size auto` and the shim: the container needs a range
+// that maps them. Walks with the shift's walker (lib/sys/walk.ts): no
+// symlink followed, no mount entered (like find -xdev, so a mounted /proc or
+// a bind mount is not counted), and names that are not UTF-8 counted like
+// others.
+//
+// An overlay rootfs (containerd's snapshots, containers/storage's layers)
+// is measured layer by layer, and each lower layer once: the engines never
+// change a committed layer (they make a new one), so a layer known by its
+// directory's device, inode and birth time is not walked again, and every
+// create from the same image walks only its own upper directory, not the
+// image (7,900 inodes of a Debian image: about 45 ms). Its measure is kept
+// in STATEDIR/layer-owners/. A file that a whiteout hides in the merged tree
+// still counts: a larger range, never a smaller one.
 
-import { lstatSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
+import { writeFileAtomic } from '../sys/atomic-file';
+import { parseMountinfo, visibleMounts } from '../sys/mountinfo';
+import { pathHash } from '../sys/path-key';
 import { walkTree } from '../sys/walk';
+import { overlayLayout } from './overlay';
 
 export interface RootfsIds {
   highestUid: number;
@@ -40,15 +55,66 @@ export async function highestIds(rootfs: string): Promise<RootfsIds> {
   return result;
 }
 
+/** What a lower layer's measure is kept with: the layer it is of. */
+interface LayerRecord {
+  path: string;
+  dev: string;
+  ino: string;
+  birthNs: string;
+  highestUid: number;
+  highestGid: number;
+}
+
+/** A lower layer's highest owners: from STATEDIR/layer-owners when this very layer was measured, else walked (and kept when the filesystem tells its birth time). */
+async function layerIds(layer: string, stateDir: string): Promise<{ highestUid: number; highestGid: number }> {
+  let st;
+  try {
+    st = lstatSync(layer, { bigint: true });
+  } catch (error) {
+    throw systemError('cannot stat the overlay layer', layer, error);
+  }
+  const id = { path: layer, dev: st.dev.toString(), ino: st.ino.toString(), birthNs: st.birthtimeNs.toString() };
+  const file = join(stateDir, 'layer-owners', `${pathHash(layer)}.json`);
+  // Without a birth time a layer made again could have the old one's inode: measured each time.
+  const keep = id.birthNs !== '0';
+  if (keep) {
+    try {
+      const record = JSON.parse(readFileSync(file, 'utf8')) as LayerRecord;
+      if (record.path === id.path && record.dev === id.dev && record.ino === id.ino && record.birthNs === id.birthNs) return record;
+    } catch {
+      // not measured yet, or a record cut short: measured now
+    }
+  }
+  const ids = await highestIds(layer);
+  if (keep) {
+    try {
+      mkdirSync(join(stateDir, 'layer-owners'), { recursive: true, mode: 0o700 });
+      const record: LayerRecord = { ...id, highestUid: ids.highestUid, highestGid: ids.highestGid };
+      writeFileAtomic(file, `${JSON.stringify(record)}\n`, { mode: 0o600, durable: false });
+    } catch {
+      // a measure not kept is only walked again next time
+    }
+  }
+  return ids;
+}
+
 /**
  * Ids a container needs to map the owners of an unshifted tree (owned by
  * 0:0 at its top): the highest owner + 1, or undefined when the tree looks
  * shifted already (its owners are then host ids, not the image's). Walks
- * the tree only in that first case.
+ * the tree only in that first case; with `stateDir`, an overlay's lower
+ * layers once each (see the top of this file). `mountinfoPath`: tests.
  */
-export async function idsForTree(rootfs: string): Promise<number | undefined> {
+export async function idsForTree(rootfs: string, opts: { stateDir?: string; mountinfoPath?: string } = {}): Promise<number | undefined> {
   const top = lstatSync(rootfs);
   if (top.uid !== 0 || top.gid !== 0) return undefined;
+  const mount = opts.stateDir === undefined ? undefined : visibleMounts(parseMountinfo(readFileSync(opts.mountinfoPath ?? '/proc/self/mountinfo', 'utf8'))).find((m) => m.mountPoint === rootfs);
+  const layout = mount?.fsType === 'overlay' ? overlayLayout(mount) : undefined;
+  if (layout !== undefined && !('unsupported' in layout)) {
+    const layers: Array<{ highestUid: number; highestGid: number }> = [await highestIds(layout.upperdir)];
+    for (const lower of layout.lowerdirs) layers.push(await layerIds(lower, opts.stateDir!));
+    return Math.max(...layers.flatMap((ids) => [ids.highestUid, ids.highestGid])) + 1;
+  }
   const ids = await highestIds(rootfs);
   return Math.max(ids.highestUid, ids.highestGid) + 1;
 }

@@ -117,7 +117,7 @@ export interface PreparedBundle {
 async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: string, opts: ShimOptions): Promise<RangeEntry> {
   const { config, logger } = opts;
   const requested = requestedRange(spec, config.pool.blockSize);
-  const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs) : undefined;
+  const treeIds = rootfs !== undefined && config.shift.mode !== 'never' ? await idsForTree(rootfs, { stateDir: config.stateDir }) : undefined;
   const size = Math.max(requested.size ?? 0, treeIds !== undefined && treeIds > config.pool.blockSize ? treeIds : 0) || undefined;
   // Meant for an idmapped rootfs unless the config rules it out; lib/shim/rootfs.ts claims the raw tree if it comes to another route.
   const rootfsIdmapped = config.shift.mode !== 'never' && config.shift.method !== 'chown';

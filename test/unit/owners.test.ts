@@ -4,7 +4,7 @@ import { chownSync, lchownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../lib/errors';
-import { highestIds } from '../../lib/rootfs/owners';
+import { highestIds, idsForTree } from '../../lib/rootfs/owners';
 import { rejects } from '../helpers/assert-error';
 import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
@@ -53,5 +53,40 @@ owned('the top directory gives rootUid/rootGid; a symlink counts by its own owne
   const ids = await highestIds(work);
   assert.equal([ids.rootUid, ids.rootGid, ids.highestUid, ids.highestGid], [100000, 100000, 165535, 100000]);
 });
+
+const overlay = skippedUnless(suite('ids an overlay rootfs needs: each lower layer measured once'), 'owners unit', rootSkipReason());
+overlay.before.each(() => {
+  work = mkdtempSync(join(tmpdir(), 'oci-userns-owners-'));
+});
+overlay.after.each(() => rmSync(work, { recursive: true, force: true }));
+
+overlay('the highest owner of the upper and lower layers; a lower layer is walked again only when it is another directory', async () => {
+  const [rootfs, upper, lower1, lower2, state] = ['merged', 'upper', 'l1', 'l2', 'state'].map((d) => join(work, d));
+  for (const dir of [rootfs, upper, lower1, lower2]) mkdirSync(dir);
+  const file = (dir: string, owner: number) => {
+    const path = join(dir, `f${owner}`);
+    writeFileSync(path, '');
+    chownSync(path, owner, owner);
+  };
+  file(lower1, 70000);
+  file(lower2, 1000);
+  const mountinfo = join(work, 'mountinfo');
+  writeFileSync(mountinfo, `100 1 0:50 / ${rootfs} rw,relatime - overlay overlay rw,lowerdir=${lower1}:${lower2},upperdir=${upper},workdir=${join(work, 'work')}\n`);
+  const ids = () => idsForTree(rootfs, { stateDir: state, mountinfoPath: mountinfo });
+  assert.is(await ids(), 70001);
+  file(lower2, 90000);
+  assert.is(await ids(), 70001, 'a committed layer is not walked again (the engines never change one)');
+  file(upper, 80000);
+  assert.is(await ids(), 80001, 'the upper directory, the container\'s own, is walked each time');
+  rmSync(lower2, { recursive: true });
+  mkdirSync(lower2);
+  file(lower2, 90000);
+  assert.is(await ids(), 90001, 'a layer made again at the same path is measured again');
+  assert.is(await idsForTree(rootfs), 1, 'without a state directory: the tree itself is walked (here an empty directory)');
+  chownSync(rootfs, 100000, 100000);
+  assert.is(await ids(), undefined, 'a tree owned by a range at its top looks shifted already');
+});
+
+overlay.run();
 
 owned.run();
