@@ -56,15 +56,15 @@ try {
   const userns = bundle('userns', true);
   const resetCgroup = () => chownSync(cgroup, 0, 0);
   const candidates: Candidate[] = [{ name: 'node -e 0', command: process.execPath, args: ['-e', '0'] }];
+  let stateFiles = 0;
   for (const program of programs) {
     const label = programs.length > 1 ? ` [${program.name}]` : '';
-    const hook = (name: string, stage: string, input: string, prepare?: () => void): Candidate => ({
-      name: name + label,
-      command: process.execPath,
-      args: [...program.args, 'hook', stage, '--config', config],
-      input,
-      prepare,
-    });
+    // The state as runc hands it over: in a pipe it has filled and closed (measure.ts stdinFile).
+    const hook = (name: string, stage: string, input: string, prepare?: () => void): Candidate => {
+      const stdinFile = join(work, `state-${(stateFiles += 1)}.json`);
+      writeFileSync(stdinFile, input);
+      return { name: name + label, command: process.execPath, args: [...program.args, 'hook', stage, '--config', config], stdinFile, prepare };
+    };
     candidates.push(
       hook('createRuntime, no user namespace (no-op)', 'createRuntime', state(plain, 'creating', sleeper.pid)),
       hook('createRuntime, user namespace (delegation)', 'createRuntime', state(userns, 'creating', sleeper.pid), resetCgroup),
