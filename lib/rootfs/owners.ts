@@ -14,7 +14,7 @@
 // in STATEDIR/layer-owners/. A file that a whiteout hides in the merged tree
 // still counts: a larger range, never a smaller one.
 
-import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
@@ -65,8 +65,18 @@ interface LayerRecord {
   highestGid: number;
 }
 
+/** A layer's directory, by its real path: containers/storage names its layers in lowerdir by symlinks (overlay/l/ID). */
+function layerDir(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (error) {
+    throw systemError('cannot resolve the overlay layer', path, error);
+  }
+}
+
 /** A lower layer's highest owners: from STATEDIR/layer-owners when this very layer was measured, else walked (and kept when the filesystem tells its birth time). */
-async function layerIds(layer: string, stateDir: string): Promise<{ highestUid: number; highestGid: number }> {
+async function layerIds(lower: string, stateDir: string): Promise<{ highestUid: number; highestGid: number }> {
+  const layer = layerDir(lower);
   let st;
   try {
     st = lstatSync(layer, { bigint: true });
@@ -111,7 +121,7 @@ export async function idsForTree(rootfs: string, opts: { stateDir?: string; moun
   const mount = opts.stateDir === undefined ? undefined : visibleMounts(parseMountinfo(readFileSync(opts.mountinfoPath ?? '/proc/self/mountinfo', 'utf8'))).find((m) => m.mountPoint === rootfs);
   const layout = mount?.fsType === 'overlay' ? overlayLayout(mount) : undefined;
   if (layout !== undefined && !('unsupported' in layout)) {
-    const layers: Array<{ highestUid: number; highestGid: number }> = [await highestIds(layout.upperdir)];
+    const layers: Array<{ highestUid: number; highestGid: number }> = [await highestIds(layerDir(layout.upperdir))];
     for (const lower of layout.lowerdirs) layers.push(await layerIds(lower, opts.stateDir!));
     return Math.max(...layers.flatMap((ids) => [ids.highestUid, ids.highestGid])) + 1;
   }

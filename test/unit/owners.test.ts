@@ -71,7 +71,9 @@ overlay('the highest owner of the upper and lower layers; a lower layer is walke
   file(lower1, 70000);
   file(lower2, 1000);
   const mountinfo = join(work, 'mountinfo');
-  writeFileSync(mountinfo, `100 1 0:50 / ${rootfs} rw,relatime - overlay overlay rw,lowerdir=${lower1}:${lower2},upperdir=${upper},workdir=${join(work, 'work')}\n`);
+  // containers/storage names lower layers by symlinks (overlay/l/ID -> ../ID/diff).
+  symlinkSync(lower1, join(work, 'l1-link'));
+  writeFileSync(mountinfo, `100 1 0:50 / ${rootfs} rw,relatime - overlay overlay rw,lowerdir=${join(work, 'l1-link')}:${lower2},upperdir=${upper},workdir=${join(work, 'work')}\n`);
   const ids = () => idsForTree(rootfs, { stateDir: state, mountinfoPath: mountinfo });
   assert.is(await ids(), 70001);
   file(lower2, 90000);
