@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc crun podman uidmap acl attr libcap2-bin debootstrap systemd-container busybox-static util-linux time containernetworking-plugins)
+packages=(make gcc libc6-dev runc crun podman uidmap acl attr libcap2-bin debootstrap systemd-container busybox-static util-linux time containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
