@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -129,6 +130,36 @@ load('a cache of other bytes is not used (same length), and is replaced at exit'
   changed.notePath('a');
   changed.atExit();
   assert.is(loadWithCodeCache({ file: program, dir: cacheDir, uid }).cached, true);
+});
+
+// V8 checks a code cache's version, flags, source length and payload length,
+// but in a release build not its checksum (--verify-snapshot-checksum is a
+// debug default): a changed byte in the bytecode runs or aborts the process
+// (SIGTRAP, 'unreachable code'), at every start until the file is removed.
+load('a cache whose V8 data changed is not used: the program compiles and runs, no abort', () => {
+  const cacheDir = join(dir, 'cache');
+  const many = Array.from({ length: 200 }, (_, i) => `exports.f${i} = (a) => [a, ${i}, String(a).repeat(${i % 7})].join("-");`).join('\n');
+  writeFileSync(program, `${many}\nexports.start = async () => Object.keys(exports).map((k) => k === "start" ? "" : exports[k](k)).join("").length;\n`);
+  const made = loadWithCodeCache({ file: program, dir: cacheDir, uid });
+  made.notePath('a');
+  void made.exports.start([], () => undefined);
+  made.atExit();
+  const path = cacheFileFor(cacheDir, program);
+  const whole = readFileSync(path);
+  const dataStart = whole.length - (readCodeCache(path, readFileSync(program), uid).data?.length ?? 0);
+  const child = [
+    `const { loadWithCodeCache } = require(${JSON.stringify(join(import.meta.dirname, '../../lib/sys/code-cache.ts'))});`,
+    `const l = loadWithCodeCache({ file: ${JSON.stringify(program)}, dir: ${JSON.stringify(cacheDir)}, uid: ${uid} });`,
+    'l.exports.start([], () => undefined).then((n) => console.log(l.cached, n));',
+  ].join('\n');
+  for (const offset of [24, 40, Math.floor((whole.length - dataStart) / 2)]) {
+    const changed = Buffer.from(whole);
+    changed[dataStart + offset] ^= 0xff;
+    writeFileSync(path, changed);
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', child], { encoding: 'utf8' });
+    assert.is(run.signal, null, `byte ${offset} of V8's data changed: killed by ${run.signal}`);
+    assert.is(run.stdout.split(' ')[0], 'false', `byte ${offset} of V8's data changed: the cache was used (${run.stdout.trim()} ${run.stderr.slice(0, 200)})`);
+  }
 });
 
 load.run();
