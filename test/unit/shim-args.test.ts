@@ -100,6 +100,12 @@ forms("crun's abbreviated long options (argp): a unique prefix is that option, s
   assert.equal(ambiguous.unknown, ['lo']);
   assert.is(ambiguous.command, 'x.log', 'not guessed: argp refuses an ambiguous prefix itself');
 });
+forms("a prefix unique among crun's own options is that option, though runc or another subcommand has a name with the same start (crun 1.8.1 runs 'crun --c cgroupfs list')", () => {
+  const args = parseRuntimeArgs(['--c', 'systemd', 'create', '--bundle', '/b', 'x'], CWD);
+  assert.is(args.command, 'create', "runc's --criu is no option of crun's: --c is crun's --cgroup-manager");
+  assert.equal(args.global, { 'cgroup-manager': 'systemd' });
+  assert.is(args.containerId, 'x');
+});
 forms.run();
 
 const fds = suite('extraFdCount');
