@@ -13,6 +13,8 @@ import { isAbsolute, resolve } from 'node:path';
 const GLOBAL_FLAGS: FlagTable = {
   value: ['root', 'log', 'log-format', 'log-level', 'criu', 'rootless', 'cgroup-manager'],
   short: {},
+  // crun 1.8's (crun --help; --log-level from later releases): runc's --criu is none of them.
+  crunLong: ['cgroup-manager', 'debug', 'log', 'log-format', 'log-level', 'root', 'rootless', 'systemd-cgroup', 'help', 'usage', 'version'],
 };
 
 /** create and run (runc 1.1 and crun 1.8). */
@@ -44,6 +46,8 @@ interface FlagTable {
   value: string[];
   /** Short letter to long name. */
   short: Record<string, string>;
+  /** crun's long options at this level, when known: the names argp abbreviates among (default: every name here). */
+  crunLong?: string[];
 }
 
 export interface RuntimeArgs {
@@ -93,7 +97,7 @@ const BOOLEAN_SHORT: Record<string, string> = { h: 'help', '?': 'help', v: 'vers
  * package takes no abbreviation: it refuses the call itself).
  */
 function unabbreviated(name: string, table: FlagTable): string {
-  const names = new Set([...table.value, ...BOOLEAN_FLAGS, ...Object.values(table.short)]);
+  const names = new Set(table.crunLong ?? [...table.value, ...BOOLEAN_FLAGS, ...Object.values(table.short)]);
   if (names.has(name) || name === '') return name;
   const matches = [...names].filter((long) => long.startsWith(name));
   return matches.length === 1 ? matches[0]! : name;
