@@ -106,6 +106,11 @@ forms("a prefix unique among crun's own options is that option, though runc or a
   assert.equal(args.global, { 'cgroup-manager': 'systemd' });
   assert.is(args.containerId, 'x');
 });
+forms("crun's clustered short options (argp): 'delete -fr RE' is --force --regex, so the shim compares the containers before and after", () => {
+  for (const argv of [['delete', '-fr', '^a'], ['delete', '-rf', '^a']]) {
+    assert.equal(parseRuntimeArgs(argv, CWD).options, { force: true, regex: true }, argv.join(' '));
+  }
+});
 forms.run();
 
 const fds = suite('extraFdCount');
