@@ -130,12 +130,21 @@ function parseOptions(argv: readonly string[], start: number, table: FlagTable, 
     const eq = body.indexOf('=');
     let name = eq === -1 ? body : body.slice(0, eq);
     let inline = eq === -1 ? undefined : body.slice(eq + 1);
-    // One dash: Go's flag package reads -root as --root; argp reads -bDIR as -b DIR.
+    // One dash: Go's flag package reads -root as --root; argp reads -bDIR as -b DIR, and -fr as -f -r.
     if (!arg.startsWith('--') && !isLongName(name)) {
-      const letter = body[0]!;
-      name = table.short[letter] ?? BOOLEAN_SHORT[letter] ?? letter;
-      const rest = body.slice(1).replace(/^=/, '');
-      inline = table.value.includes(name) && rest !== '' ? rest : undefined;
+      let at = 0;
+      for (;;) {
+        const letter = body[at]!;
+        name = table.short[letter] ?? BOOLEAN_SHORT[letter] ?? letter;
+        const rest = body.slice(at + 1);
+        if (rest === '' || table.value.includes(name)) {
+          inline = table.value.includes(name) && rest !== '' ? rest.replace(/^=/, '') : undefined;
+          break;
+        }
+        if (!isLongName(name)) unknown.push(name);
+        options[name] = true;
+        at += 1;
+      }
     }
     if (arg.startsWith('--')) name = unabbreviated(name, table);
     if (table.value.includes(name)) {
