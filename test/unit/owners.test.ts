@@ -89,6 +89,19 @@ overlay('the highest owner of the upper and lower layers; a lower layer is walke
   assert.is(await ids(), undefined, 'a tree owned by a range at its top looks shifted already');
 });
 
+overlay("a lower directory kept up to date by hand (podman --rootfs DIR:O: 'the rootfs of the container is assumed to be managed externally') is measured again when a file in it changes owner", async () => {
+  const [rootfs, upper, lower, state] = ['merged', 'upper', 'rootfs-dir', 'state'].map((d) => join(work, d));
+  for (const dir of [rootfs, upper, lower]) mkdirSync(dir);
+  writeFileSync(join(lower, 'passwd'), '');
+  const mountinfo = join(work, 'mountinfo');
+  writeFileSync(mountinfo, `100 1 0:50 / ${rootfs} rw,relatime - overlay overlay rw,lowerdir=${lower},upperdir=${upper},workdir=${join(work, 'work')}\n`);
+  const ids = () => idsForTree(rootfs, { stateDir: state, mountinfoPath: mountinfo });
+  assert.is(await ids(), 1);
+  mkdirSync(join(lower, 'home'));
+  chownSync(join(lower, 'home'), 70000, 70000);
+  assert.is(await ids(), 70001, 'a range of 1 id for a tree with a file of uid 70000: the shift refuses, or the idmapped file shows as nobody');
+});
+
 overlay.run();
 
 owned.run();
