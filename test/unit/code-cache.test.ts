@@ -150,7 +150,7 @@ load('a cache whose V8 data changed is not used: the program compiles and runs, 
   const child = [
     `const { loadWithCodeCache } = require(${JSON.stringify(join(import.meta.dirname, '../../lib/sys/code-cache.ts'))});`,
     `const l = loadWithCodeCache({ file: ${JSON.stringify(program)}, dir: ${JSON.stringify(cacheDir)}, uid: ${uid} });`,
-    'l.exports.start([], () => undefined).then((n) => console.log(l.cached, n));',
+    'l.exports.start([], () => undefined).then((n) => process.stdout.write(`${l.cached} ${n}`));',
   ].join('\n');
   for (const offset of [24, 40, Math.floor((whole.length - dataStart) / 2)]) {
     const changed = Buffer.from(whole);
