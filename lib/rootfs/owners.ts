@@ -6,9 +6,10 @@
 // others.
 //
 // An overlay rootfs (containerd's snapshots, containers/storage's layers)
-// is measured layer by layer, and each lower layer once: the engines never
-// change a committed layer (they make a new one), so a layer known by its
-// directory's device, inode and birth time is not walked again, and every
+// is measured layer by layer, and each committed lower layer once: the
+// engines never change one (they make a new one), so a layer of their
+// stores known by its directory's path, device, inode and birth time is not
+// walked again, and every
 // create from the same image walks only its own upper directory, not the
 // image (7,900 inodes of a Debian image: about 45 ms). Its measure is kept
 // in STATEDIR/layer-owners/. A file that a whiteout hides in the merged tree
@@ -65,6 +66,15 @@ interface LayerRecord {
   highestGid: number;
 }
 
+/**
+ * Where the engines keep committed layers (real paths): containers/storage's
+ * overlay driver `.../overlay/ID/diff`, containerd's overlayfs snapshotter
+ * `.../snapshots/N/fs`. Any other lower directory (podman `--rootfs DIR:O`,
+ * whose rootfs "is assumed to be managed externally", a hand-made overlay)
+ * may change in place, so it is walked every time.
+ */
+const COMMITTED_LAYER = /\/overlay\/[^/]+\/diff$|\/snapshots\/[0-9]+\/fs$/;
+
 /** A layer's directory, by its real path: containers/storage names its layers in lowerdir by symlinks (overlay/l/ID). */
 function layerDir(path: string): string {
   try {
@@ -85,8 +95,8 @@ async function layerIds(lower: string, stateDir: string): Promise<{ highestUid: 
   }
   const id = { path: layer, dev: st.dev.toString(), ino: st.ino.toString(), birthNs: st.birthtimeNs.toString() };
   const file = join(stateDir, 'layer-owners', `${pathHash(layer)}.json`);
-  // Without a birth time a layer made again could have the old one's inode: measured each time.
-  const keep = id.birthNs !== '0';
+  // Only a layer an engine's store committed never changes; without a birth time a layer made again could have the old one's inode.
+  const keep = COMMITTED_LAYER.test(layer) && id.birthNs !== '0';
   if (keep) {
     try {
       const record = JSON.parse(readFileSync(file, 'utf8')) as LayerRecord;

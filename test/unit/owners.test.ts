@@ -60,9 +60,9 @@ overlay.before.each(() => {
 });
 overlay.after.each(() => rmSync(work, { recursive: true, force: true }));
 
-overlay('the highest owner of the upper and lower layers; a lower layer is walked again only when it is another directory', async () => {
-  const [rootfs, upper, lower1, lower2, state] = ['merged', 'upper', 'l1', 'l2', 'state'].map((d) => join(work, d));
-  for (const dir of [rootfs, upper, lower1, lower2]) mkdirSync(dir);
+overlay('the highest owner of the upper and lower layers; a committed layer (containers/storage, containerd) is walked again only when it is another directory', async () => {
+  const [rootfs, upper, lower1, lower2, state] = ['merged', 'upper', 'overlay/3f2a/diff', 'snapshots/17/fs', 'state'].map((d) => join(work, d));
+  for (const dir of [rootfs, upper, lower1, lower2]) mkdirSync(dir, { recursive: true });
   const file = (dir: string, owner: number) => {
     const path = join(dir, `f${owner}`);
     writeFileSync(path, '');
