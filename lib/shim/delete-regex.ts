@@ -6,6 +6,8 @@
 // plain delete does, and a container created meanwhile is never taken for
 // one deleted.
 
+import { isUsernsError } from '../errors';
+import type { Logger } from '../log/logger';
 import { DEFAULT_RUNTIME_ROOTS, listRuntimeContainers } from '../ranges/runtime-state';
 import type { RuntimeArgs } from './args';
 
@@ -17,13 +19,25 @@ function roots(args: RuntimeArgs): readonly string[] {
   return typeof args.global.root === 'string' ? [args.global.root] : DEFAULT_RUNTIME_ROOTS;
 }
 
-/** The ids of the containers the runtime knows now. Throws SystemError when a state root cannot be listed. */
-export async function runtimeIds(args: RuntimeArgs): Promise<Set<string>> {
-  return new Set((await listRuntimeContainers(roots(args))).map((c) => c.id));
+/**
+ * The ids of the containers the runtime knows now; undefined (logged) when
+ * a state root cannot be listed (a runtime root the shim may not read):
+ * the delete itself must not fail for it, and the ranges of what it
+ * deletes are then dropped by the next allocation (their processes are
+ * gone).
+ */
+export async function runtimeIds(args: RuntimeArgs, logger: Logger): Promise<Set<string> | undefined> {
+  try {
+    return new Set((await listRuntimeContainers(roots(args))).map((c) => c.id));
+  } catch (error) {
+    if (!isUsernsError(error)) throw error;
+    logger.warn(`delete --regex: the containers it deletes keep their ranges until the next allocation: ${error.message}`, { command: args.command });
+    return undefined;
+  }
 }
 
-/** Of the ids the runtime knew before (runtimeIds), those it no longer knows. */
-export async function deletedSince(args: RuntimeArgs, before: ReadonlySet<string>): Promise<string[]> {
-  const now = await runtimeIds(args);
-  return [...before].filter((id) => !now.has(id));
+/** Of the ids the runtime knew before (runtimeIds), those it no longer knows; none when it cannot tell. */
+export async function deletedSince(args: RuntimeArgs, before: ReadonlySet<string>, logger: Logger): Promise<string[]> {
+  const now = await runtimeIds(args, logger);
+  return now === undefined ? [] : [...before].filter((id) => !now.has(id));
 }

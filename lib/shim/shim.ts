@@ -261,7 +261,7 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     await releaseRootfs(id, opts);
     return containerGone({ stateDir: opts.config.stateDir, id, logger: opts.logger });
   };
-  const before = isRegexDelete(args) ? await runtimeIds(args) : undefined;
+  const before = isRegexDelete(args) ? await runtimeIds(args, opts.logger) : undefined;
   const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
   const running = runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
   const ended = running.then(() => undefined, () => undefined);
@@ -287,7 +287,7 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     warnings.push(`the caller's config.json was not put back: ${error.message}`);
   }
   if (args.containerId !== undefined && goneAfter(args, exitCode, lease !== undefined)) warnings.push(...(await gone()));
-  for (const id of before ? await deletedSince(args, before) : []) warnings.push(...(await gone(id)));
+  for (const id of before ? await deletedSince(args, before, opts.logger) : []) warnings.push(...(await gone(id)));
   opts.notePath?.(['runtime', args.command, lease && 'prepared'].filter(Boolean).join(' '));
   return { exitCode, warnings };
 }

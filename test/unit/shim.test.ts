@@ -97,6 +97,13 @@ pass('every other subcommand: the argv byte for byte, the runtime\'s exit status
     assert.equal(recorded.fds(), [], argv.join(' '));
   }
 });
+pass("delete --regex when the runtime's state root cannot be listed: the delete still runs, with the runtime's exit status", async () => {
+  const root = join(dir, 'not-a-directory');
+  writeFileSync(root, '');
+  const argv = ['--root', root, 'delete', '--force', '--regex', 'oci-.*'];
+  assert.equal(await shim(argv, { FAKE_RUNTIME_EXIT: '0' }), { exitCode: 0, warnings: [] });
+  assert.equal(recorded.argv(), argv);
+});
 pass('create of a container the policy leaves alone: config.json and argv as they were, nothing registered', async () => {
   const b = bundle('plain', baseSpec);
   const before = readFileSync(join(b, 'config.json'), 'utf8');
