@@ -10,6 +10,16 @@ import { errnoCode, systemError } from '../errors';
 
 export const DEFAULT_RUNTIME_ROOTS = ['/run/runc', '/run/crun'];
 
+/**
+ * The state root of the runtime at `runtimePath` for a call: its global
+ * --root, else the default of runc (/run/runc) or, for a file named crun*,
+ * crun (/run/crun), as root runs them.
+ */
+export function runtimeRootFor(runtimePath: string, globalRoot: string | true | undefined): string {
+  if (typeof globalRoot === 'string') return globalRoot;
+  return /^crun/.test(runtimePath.slice(runtimePath.lastIndexOf('/') + 1)) ? '/run/crun' : '/run/runc';
+}
+
 export interface RuntimeContainer {
   id: string;
   root: string;

@@ -8,16 +8,11 @@
 
 import { isUsernsError } from '../errors';
 import type { Logger } from '../log/logger';
-import { DEFAULT_RUNTIME_ROOTS, listRuntimeContainers } from '../ranges/runtime-state';
+import { listRuntimeContainers, runtimeRootFor } from '../ranges/runtime-state';
 import type { RuntimeArgs } from './args';
 
 /** Whether this call is a delete by regular expression. */
 export const isRegexDelete = (args: RuntimeArgs) => args.command === 'delete' && args.options.regex !== undefined;
-
-/** The runtime's state roots for this call: its --root, else runc's and crun's defaults. */
-function roots(args: RuntimeArgs): readonly string[] {
-  return typeof args.global.root === 'string' ? [args.global.root] : DEFAULT_RUNTIME_ROOTS;
-}
 
 /**
  * The ids of the containers the runtime knows now; undefined (logged) when
@@ -26,9 +21,9 @@ function roots(args: RuntimeArgs): readonly string[] {
  * deletes are then dropped by the next allocation (their processes are
  * gone).
  */
-export async function runtimeIds(args: RuntimeArgs, logger: Logger): Promise<Set<string> | undefined> {
+export async function runtimeIds(args: RuntimeArgs, runtime: string, logger: Logger): Promise<Set<string> | undefined> {
   try {
-    return new Set((await listRuntimeContainers(roots(args))).map((c) => c.id));
+    return new Set((await listRuntimeContainers([runtimeRootFor(runtime, args.global.root)])).map((c) => c.id));
   } catch (error) {
     if (!isUsernsError(error)) throw error;
     logger.warn(`delete --regex: the containers it deletes keep their ranges until the next allocation: ${error.message}`, { command: args.command });
@@ -37,7 +32,7 @@ export async function runtimeIds(args: RuntimeArgs, logger: Logger): Promise<Set
 }
 
 /** Of the ids the runtime knew before (runtimeIds), those it no longer knows; none when it cannot tell. */
-export async function deletedSince(args: RuntimeArgs, before: ReadonlySet<string>, logger: Logger): Promise<string[]> {
-  const now = await runtimeIds(args, logger);
+export async function deletedSince(args: RuntimeArgs, runtime: string, before: ReadonlySet<string>, logger: Logger): Promise<string[]> {
+  const now = await runtimeIds(args, runtime, logger);
   return now === undefined ? [] : [...before].filter((id) => !now.has(id));
 }

@@ -21,7 +21,8 @@ import { rootfsPath, type Spec } from '../oci/spec';
 import { idsForTree } from '../rootfs/owners';
 import { resolveRootfs } from '../shift/state';
 import { deletedSince, isRegexDelete, runtimeIds } from './delete-regex';
-import { containerGone, forgetPrepared, preparedRecord, recordPrepared } from './prepared';
+import { runtimeAlone } from './runtime-alone';
+import { containerGone, forgetPrepared, preparedDir, preparedRecord, recordPrepared } from './prepared';
 import { fifoHook, openHookFifos, serveCreateRuntime, type HookFifos } from './hook-fifo';
 import { idmapEngineRootfs, prepareRootfs, releaseRootfs } from './rootfs';
 import { hookHasRead, leaseBundleSpec, type BundleLease } from './bundle-spec';
@@ -133,7 +134,7 @@ async function allocateOwnRange(spec: Spec, rootfs: string | undefined, id: stri
 export async function prepareBundle(args: RuntimeArgs, opts: ShimOptions, runtime: string): Promise<PreparedBundle> {
   const { config, logger } = opts;
   const specPath = args.specPath!;
-  const leftToRuntime = runtimeAnswersAlone(args);
+  const leftToRuntime = await runtimeAlone(args, runtime);
   if (leftToRuntime !== undefined) {
     logger.debug(`${args.command}: left to the runtime (${leftToRuntime})`, { containerId: args.containerId, bundle: args.bundle });
     return { warnings: [] };
@@ -188,6 +189,12 @@ async function prepareLeased(leased: { args: RuntimeArgs; opts: ShimOptions; run
   const role = podRole(spec);
   const sandbox = role?.kind === 'container' ? await findPodSandbox({ stateDir: config.stateDir, role, containerId: id, runtimeRoot: typeof args.global.root === 'string' ? args.global.root : undefined, procRoot: opts.procRoot }) : undefined;
   if (role?.kind === 'container' && sandbox === undefined) throw ownRangeInPodError(role, id);
+  // The runtime has no container with this id (runtimeHasContainer): what an earlier create of it left (a shim killed during it) is nobody's.
+  if (existsSync(preparedDir(config.stateDir, id))) {
+    await releaseRootfs(id, opts);
+    forgetPrepared(config.stateDir, id);
+    logger.info('removed what an earlier create of this id left (a shim killed during it)', { containerId: id });
+  }
   const dir = recordPrepared(config.stateDir, id, preparedRecord(spec, args.bundle!, config));
   const hooks = ourHooks(spec, opts);
   // The shim serves the createRuntime hook, unless a hooks.d file runs the program's (podman, CRI-O): then that one stays. mkfifo runs while the range is allocated.
@@ -224,20 +231,6 @@ async function prepareLeased(leased: { args: RuntimeArgs; opts: ShimOptions; run
   return { allocated, warnings, lease, ...(fifos ? { hook: { fifos, spec: changed } } : {}) };
 }
 
-/**
- * Why the runtime must see this create/run untouched: it prints help, or
- * it fails on its own before reading the spec (no bundle, no config.json,
- * not exactly one container id), and then it must say so in its own words
- * and exit status (runc: `JSON specification file config.json not found`,
- * exit 1). Undefined when the shim has a spec to decide on.
- */
-function runtimeAnswersAlone(args: RuntimeArgs): string | undefined {
-  if (args.options.help !== undefined) return 'help';
-  if (!existsSync(args.specPath!)) return `${args.specPath} does not exist`;
-  if (args.containerId === undefined && args.unknown.length === 0) return `${args.positionals.length} arguments where runc wants one container id`;
-  return undefined;
-}
-
 /** Whether the container is gone once the runtime returned `exitCode`, so its range can go; `prepared`: the shim prepared it in this call. */
 function goneAfter(args: RuntimeArgs, exitCode: number, prepared: boolean): boolean {
   switch (args.command) {
@@ -261,7 +254,7 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     await releaseRootfs(id, opts);
     return containerGone({ stateDir: opts.config.stateDir, id, logger: opts.logger });
   };
-  const before = isRegexDelete(args) ? await runtimeIds(args, opts.logger) : undefined;
+  const before = isRegexDelete(args) ? await runtimeIds(args, runtime, opts.logger) : undefined;
   const argv = args.command === 'kill' ? await killArgv({ runtime, argv: opts.argv, args }) : opts.argv;
   const running = runRuntime({ path: runtime, argv, env: opts.env, extraFds: extraFdCount(args, opts.env) });
   const ended = running.then(() => undefined, () => undefined);
@@ -287,7 +280,7 @@ export async function runShimCommand(opts: ShimOptions): Promise<ShimResult> {
     warnings.push(`the caller's config.json was not put back: ${error.message}`);
   }
   if (args.containerId !== undefined && goneAfter(args, exitCode, lease !== undefined)) warnings.push(...(await gone()));
-  for (const id of before ? await deletedSince(args, before, opts.logger) : []) warnings.push(...(await gone(id)));
+  for (const id of before ? await deletedSince(args, runtime, before, opts.logger) : []) warnings.push(...(await gone(id)));
   opts.notePath?.(['runtime', args.command, lease && 'prepared'].filter(Boolean).join(' '));
   return { exitCode, warnings };
 }

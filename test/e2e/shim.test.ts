@@ -163,6 +163,43 @@ for (const runtime of ['runc', 'crun']) {
 }
 
 
+for (const runtime of ['runc', 'crun']) {
+  lifecycle(`${runtime}: a second create of a running container's id is the runtime's to refuse, in its words; the running container keeps its range, record and rootfs`, async () => {
+    const config = writeConfig({ name: `dup-${runtime}`, runtime });
+    const bundle = await busyboxBundle(`bundle-dup-${runtime}`, runtime, ['sleep', '300']);
+    const stateRoot = join(dir, `dup-${runtime}-root`);
+    const id = `oci-userns-dup-${runtime}-${process.pid}`;
+    const out = join(dir, `out-dup-${runtime}`);
+    mkdirSync(out);
+    const S = `${shim} --root ${stateRoot}`;
+    const result = await engineShell(
+      [
+        `${S} run -d --bundle ${bundle} ${id} </dev/null >/dev/null 2>&1; echo first=$?`,
+        `cp ${config.stateDir}/ranges.json ${out}/before.json`,
+        `${S} create --bundle ${bundle} ${id} </dev/null >/dev/null 2>${out}/again.err; echo again=$?`,
+        `${runtime} --root ${stateRoot} create --bundle ${bundle} ${id} </dev/null >/dev/null 2>${out}/plain.err; echo plain=$?`,
+        `cp ${config.stateDir}/ranges.json ${out}/after.json`,
+        `ls ${config.stateDir}/shim > ${out}/records`,
+        `${S} exec ${id} cat /proc/self/uid_map > ${out}/uid_map; echo exec=$?`,
+        `${S} delete -f ${id} >/dev/null 2>&1; echo deleted=$?`,
+        `${runtime} --root ${stateRoot} delete -f ${id} >/dev/null 2>&1; true`,
+      ].join('\n'),
+      { OCI_USERNS_CONFIG: config.path },
+    );
+    for (const step of ['first=0', 'exec=0', 'deleted=0']) assert.match(result.stdout, new RegExp(`^${step}$`, 'm'), result.all);
+    const again = /^again=(\d+)$/m.exec(result.stdout)?.[1];
+    assert.is(again, /^plain=(\d+)$/m.exec(result.stdout)?.[1], `the runtime's exit status: ${result.all}`);
+    assert.ok(again !== '0');
+    const words = (file: string) => readFileSync(join(out, file), 'utf8').replace(/^time="[^"]*" /gm, '');
+    assert.is(words('again.err'), words('plain.err'), "the runtime's own words");
+    assert.equal(JSON.parse(readFileSync(join(out, 'after.json'), 'utf8')), JSON.parse(readFileSync(join(out, 'before.json'), 'utf8')), 'the registry is as it was');
+    assert.match(readFileSync(join(out, 'records'), 'utf8'), id, "the running container's record stays");
+    const map = parseProcIdMap(readFileSync(join(out, 'uid_map'), 'utf8'), 'uid_map');
+    assert.ok(map.length === 1 && map[0]!.hostID >= POOL_START, JSON.stringify(map));
+    assert.equal(registry(config.stateDir), [], 'released at delete');
+  });
+}
+
 lifecycle("crun's abbreviated global option (`--cgroup cgroupfs`, argp's unique prefix of --cgroup-manager) before create: the container still gets its user namespace", async () => {
   const config = writeConfig({ name: 'abbrev', runtime: 'crun' });
   const bundle = await busyboxBundle('bundle-abbrev', 'crun', ['sleep', '300']);

@@ -6,6 +6,7 @@
 import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { pathHash } from '../../lib/sys/path-key';
@@ -176,6 +177,17 @@ userns('a create the runtime fails, and a run that ends, give the range back', a
   assert.equal(await shim(['run', `--bundle=${b}`, 'sd3']), { exitCode: 0, warnings: [] });
   assert.equal(await readRegistry(config.stateDir), []);
   assert.equal(readdirSync(join(config.stateDir, 'shim')), [], 'no record of either is left');
+});
+userns('what a shim killed during a create left (the container\'s directory, its hook FIFOs) does not block the next create of that id', async () => {
+  const b = bundle('sd', systemdSpec);
+  const left = join(config.stateDir, 'shim', 'sd4');
+  mkdirSync(left, { recursive: true, mode: 0o700 });
+  execFileSync('mkfifo', [join(left, 'request'), join(left, 'verdict')]);
+  writeFileSync(join(left, 'prepared.json'), '{}');
+  assert.equal(await shim(['create', '--bundle', b, 'sd4']), { exitCode: 0, warnings: [] });
+  assert.is(recorded.config().linux.uidMappings.length, 1);
+  assert.equal(await shim(['delete', 'sd4']), { exitCode: 0, warnings: [] });
+  assert.not.ok(existsSync(left));
 });
 userns('a shim killed while it lent config.json: the next create from the bundle puts the caller\'s back and starts from it', async () => {
   const b = bundle('sd', systemdSpec);
