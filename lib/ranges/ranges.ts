@@ -194,6 +194,13 @@ export async function allocateRange(opts: AllocateOptions): Promise<RangeEntry> 
   const rootfs = recordedRootfs(opts.rootfs, opts.mountinfoPath);
   return updateRegistry(opts, async (entries) => {
     const existing = entries.find((e) => e.id === id);
+    if (existing && existing.pid !== undefined && opts.source === 'shim' && (await isRunning(existing.pid, existing.pidStart, opts.procRoot))) {
+      // A container the runtime of this call does not have (runtime-alone.ts asked it) but whose process runs: the same id under another runtime root.
+      throw new RefusedError(`container id ${id} is in use by a running container (process ${existing.pid}, uids ${formatIdMap(existing.uidMappings)}), perhaps under another runtime root: two containers would share one range`, {
+        containerId: id,
+        hint: 'give this container another id, or delete the running one first',
+      });
+    }
     if (existing) {
       const has = idMapSize(existing.uidMappings);
       if (size !== undefined && size !== has) {

@@ -96,6 +96,15 @@ allocation('ranges registered by the hook are in use, and entries whose process 
   assert.equal((await listRanges({ stateDir })).map((e) => e.id), ['c']);
   assert.match(logger.records[0]!.message, /dropped the range of container x0: its process is gone/);
 });
+allocation('the shim is refused an id whose registered container runs (the same id under another runtime root): two containers would share a range', async () => {
+  fakeProcess(100, 7);
+  await guard('dup', 4 * B, { pid: 100, source: 'shim' });
+  await rejects(alloc('dup', { source: 'shim' }), RefusedError, 'container id dup is in use by a running container (process 100');
+  assert.equal((await listRanges({ stateDir })).map((e) => [e.id, e.pid]), [['dup', 100]], 'nothing changed');
+  await alloc('dup'); // oci-userns alloc of a registered id shows its range, as before
+  rmSync(join(procRoot, '100'), { recursive: true });
+  assert.equal((await alloc('dup', { source: 'shim' })).uidMappings, [{ containerID: 0, hostID: 4 * B, size: B }], 'once its process is gone the id gets its range again');
+});
 allocation('host-wide: skips the ids of a live user namespace outside the registry and of a stored --userns=auto container', async () => {
   // Two blocks held by, say, `unshare --map-users`; one by a stopped podman container.
   fakeInNamespace(600, 7, 4 * B, 2 * B);
