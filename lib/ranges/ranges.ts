@@ -13,17 +13,18 @@
 // shares its ids: it is recorded with the same ranges (`joined`), so the
 // ids stay in use until the last container in the namespace is gone.
 
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OverlapPolicy, PoolConfig } from '../config/config';
 import { errnoCode, InputError, RefusedError, systemError } from '../errors';
 import { formatIdMap, hostRangesOverlap, idMapSize, isIdentity, sameIdMap, validateIdMap, type IdMapping } from '../oci/idmap';
 import { withLock } from '../sys/lock';
+import { parseMountinfo, visibleMounts } from '../sys/mountinfo';
 import type { Logger } from '../log/logger';
 import { isRunning, processStart } from '../sys/process-identity';
 import { checkStateDir, LOCK_DIR, readRegistry, registryPath, updateRegistry, writeRegistry, type RangeEntry } from './registry';
 import type { RangesInUse } from './allocator';
-import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers } from './runtime-state';
+import { DEFAULT_RUNTIME_ROOTS, findRuntimeContainer, listRuntimeContainers, type RuntimeContainer } from './runtime-state';
 import { ownsTree, recordedRootfs, refuseRootfsInUse, sharesOwnedTree } from './rootfs-users';
 import { readPool } from './subid';
 import { readForeignRangesInUse, readProcessMaps, userNamespaceInode } from './userns-scan';
@@ -311,6 +312,31 @@ export interface RepairResult {
 }
 
 /**
+ * A running container's rootfs as the runtime recorded it, kept as an entry
+ * keeps it, so that the rootfs-in-use rule holds again after a repair; and
+ * whether the container sees it through an idmapped mount (its `/` in
+ * /proc/PID/mountinfo: the shim's private mount or the hook's). Nothing
+ * when the runtime recorded none or it is gone.
+ */
+function repairedRootfs(c: RuntimeContainer, procRoot: string, mountinfoPath?: string): Pick<RangeEntry, 'rootfs' | 'rootfsTree' | 'rootfsIdmapped'> {
+  if (c.rootfs === undefined) return {};
+  let real: string;
+  try {
+    real = realpathSync(c.rootfs);
+  } catch {
+    // Its rootfs is gone from this mount namespace: nothing to protect here.
+    return {};
+  }
+  let idmapped = false;
+  try {
+    idmapped = visibleMounts(parseMountinfo(readFileSync(`${procRoot}/${c.pid}/mountinfo`, 'utf8'))).some((m) => m.mountPoint === '/' && m.mountOptions.includes('idmapped'));
+  } catch {
+    // The process just ended: recorded as owning its tree, the careful reading.
+  }
+  return { ...recordedRootfs(real, mountinfoPath), ...(idmapped ? { rootfsIdmapped: true } : {}) };
+}
+
+/**
  * `oci-userns gc --repair`: moves the registry aside (kept, as
  * ranges.json.corrupt-TIME) and writes a new one from the running
  * containers the runtimes know, with the mappings the kernel shows for
@@ -337,7 +363,7 @@ export async function repairRegistry(opts: Common & { runtimeRoots?: string[] })
       if (c.pid === undefined || !(await isRunning(c.pid, c.pidStart, procRoot))) continue;
       const maps = readProcessMaps(c.pid, procRoot);
       if (!maps || isIdentity(maps.uidMappings)) continue;
-      entries.push({ id: c.id, ...maps, since, source: 'external', pid: c.pid, ...(c.pidStart ? { pidStart: c.pidStart } : {}), runtimeRoot: c.root });
+      entries.push({ id: c.id, ...maps, since, source: 'external', pid: c.pid, ...(c.pidStart ? { pidStart: c.pidStart } : {}), runtimeRoot: c.root, ...repairedRootfs(c, procRoot, opts.mountinfoPath) });
     }
     await writeRegistry(opts.stateDir, entries);
     opts.logger?.warn(`rebuilt the registry from ${entries.length} running container${entries.length === 1 ? '' : 's'}${moved ? `; the old one is ${movedTo}` : ''}`, { path });

@@ -5,7 +5,7 @@
 // namespace (/run/containerd/runc/NAMESPACE), which can be listed too.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { errnoCode, systemError } from '../errors';
 
 export const DEFAULT_RUNTIME_ROOTS = ['/run/runc', '/run/crun'];
@@ -27,6 +27,8 @@ export interface RuntimeContainer {
   pid?: number;
   /** Its start time in clock ticks since boot, when recorded. */
   pidStart?: number;
+  /** Its rootfs as the runtime resolved it (runc config.rootfs; crun rootfs against bundle), when recorded. */
+  rootfs?: string;
 }
 
 const STATE_FILES = ['state.json', 'status'];
@@ -45,8 +47,17 @@ function positiveInteger(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
+/** An absolute rootfs: runc's config.rootfs is one; crun's rootfs is as config.json gave it, relative to its bundle. */
+function stateRootfs(value: Record<string, unknown>): string | undefined {
+  const config = value.config as Record<string, unknown> | null | undefined;
+  const rootfs = typeof config === 'object' && config !== null ? config.rootfs : value.rootfs;
+  if (typeof rootfs !== 'string' || rootfs === '') return undefined;
+  if (isAbsolute(rootfs)) return rootfs;
+  return typeof value.bundle === 'string' && isAbsolute(value.bundle) ? resolve(value.bundle, rootfs) : undefined;
+}
+
 /** runc's state.json names the init process init_process_pid/init_process_start; crun's status, pid/process-start-time. */
-function parseRuntimeState(text: string): Pick<RuntimeContainer, 'pid' | 'pidStart'> {
+function parseRuntimeState(text: string): Pick<RuntimeContainer, 'pid' | 'pidStart' | 'rootfs'> {
   let value: Record<string, unknown>;
   try {
     value = JSON.parse(text) as Record<string, unknown>;
@@ -54,9 +65,11 @@ function parseRuntimeState(text: string): Pick<RuntimeContainer, 'pid' | 'pidSta
     return {};
   }
   if (value === null || typeof value !== 'object') return {};
+  const rootfs = stateRootfs(value);
   return {
     pid: positiveInteger(value.init_process_pid ?? value.pid),
     pidStart: positiveInteger(value.init_process_start ?? value['process-start-time']),
+    ...(rootfs !== undefined ? { rootfs } : {}),
   };
 }
 

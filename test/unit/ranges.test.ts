@@ -294,9 +294,12 @@ repair('moves the corrupt registry aside and rebuilds it from running containers
   writeFileSync(registryPath(stateDir), '{"version":1,"entr');
   const runc = join(dir, 'run', 'runc');
   const crun = join(dir, 'run', 'crun');
+  const [runcRootfs, crunBundle] = [join(dir, 'r1-rootfs'), join(dir, 'c1-bundle')];
+  mkdirSync(runcRootfs);
+  mkdirSync(join(crunBundle, 'rootfs'), { recursive: true });
   for (const [root, id, file, body] of [
-    [runc, 'r1', 'state.json', { init_process_pid: 600, init_process_start: 11 }],
-    [crun, 'c1', 'status', { pid: 601, 'process-start-time': 12 }],
+    [runc, 'r1', 'state.json', { init_process_pid: 600, init_process_start: 11, config: { rootfs: runcRootfs } }],
+    [crun, 'c1', 'status', { pid: 601, 'process-start-time': 12, rootfs: 'rootfs', bundle: crunBundle }],
     [runc, 'host', 'state.json', { init_process_pid: 602, init_process_start: 13 }],
     [runc, 'dead', 'state.json', { init_process_pid: 603, init_process_start: 14 }],
   ] as const) {
@@ -306,6 +309,8 @@ repair('moves the corrupt registry aside and rebuilds it from running containers
   fakeProcess(600, 11, 'S', { uid: `0 ${10 * B} ${B}\n`, gid: `0 ${10 * B} ${B}\n` });
   fakeProcess(601, 12, 'S', { uid: `0 ${11 * B} ${B}\n`, gid: `0 ${12 * B} ${B}\n` });
   fakeProcess(602, 13, 'S', { uid: '0 0 4294967295\n', gid: '0 0 4294967295\n' });
+  // c1 sees its rootfs through an idmapped mount (the shim's private one, or the hook's).
+  writeFileSync(join(procRoot, '601', 'mountinfo'), '1 0 8:1 /c1-bundle/rootfs / rw,idmapped - ext4 /dev/sda1 rw\n');
   await rejects(listRanges({ stateDir }), HostError, /is corrupt/);
   const result = await repairRegistry({ stateDir, procRoot, runtimeRoots: [runc, crun] });
   assert.is(readFileSync(result.movedTo!, 'utf8'), '{"version":1,"entr');
@@ -314,5 +319,9 @@ repair('moves the corrupt registry aside and rebuilds it from running containers
     ['r1', 10 * B, 10 * B, 600, 'external', runc],
     ['c1', 11 * B, 12 * B, 601, 'external', crun],
   ]);
+  assert.equal(listed.map((e) => [e.rootfs, e.rootfsIdmapped, typeof e.rootfsTree]), [
+    [runcRootfs, undefined, 'string'],
+    [join(crunBundle, 'rootfs'), true, 'string'],
+  ], 'the rootfs-in-use rule holds again: each rootfs recorded, with how the container sees it');
 });
 repair.run();
