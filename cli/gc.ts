@@ -1,8 +1,10 @@
 // `oci-userns gc [--repair]`: drops the ranges of containers that no longer
-// exist, or rebuilds a corrupt registry, over lib/ranges/ranges.ts.
+// exist (and the measures of overlay layers gone, lib/rootfs/owners.ts), or
+// rebuilds a corrupt registry, over lib/ranges/ranges.ts.
 
 import type { CommandModule } from 'yargs';
 import { gcRanges, repairRegistry } from '../lib/ranges/ranges';
+import { pruneLayerMeasures } from '../lib/rootfs/owners';
 import { registryPath } from '../lib/ranges/registry';
 import { DEFAULT_RUNTIME_ROOTS } from '../lib/ranges/runtime-state';
 import { loadConfig, openLogger, print, printJson, type GlobalArgs } from './context';
@@ -31,6 +33,8 @@ const gc: CommandModule<GlobalArgs, GcArgs> = {
       return;
     }
     const dropped = await gcRanges({ stateDir: config.stateDir, runtimeRoots, logger });
+    const measures = pruneLayerMeasures(config.stateDir);
+    if (measures > 0) logger.info(`dropped ${measures} measure${measures === 1 ? '' : 's'} of overlay layers gone`, { path: config.stateDir });
     if (args.json) printJson(dropped);
     else print(dropped.length === 0 ? 'nothing to drop' : dropped.map((e) => `dropped ${describeEntry(e)}`).join('\n'));
   },

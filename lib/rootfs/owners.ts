@@ -15,7 +15,7 @@
 // in STATEDIR/layer-owners/. A file that a whiteout hides in the merged tree
 // still counts: a larger range, never a smaller one.
 
-import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, InputError, systemError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
@@ -116,6 +116,44 @@ async function layerIds(lower: string, stateDir: string): Promise<{ highestUid: 
     }
   }
   return ids;
+}
+
+/** Whether a kept measure is of the directory now at its path (same device, inode and birth time). */
+function measureHolds(record: LayerRecord): boolean {
+  const st = lstatSync(record.path, { bigint: true, throwIfNoEntry: false });
+  return st !== undefined && st.dev.toString() === record.dev && st.ino.toString() === record.ino && st.birthtimeNs.toString() === record.birthNs;
+}
+
+/**
+ * Drops the measures in STATEDIR/layer-owners of layers removed or made
+ * again since (`oci-userns gc`): a measure is never read again once its
+ * layer is gone. Returns how many it dropped; a record it cannot read is
+ * dropped too (it is only measured again). Throws SystemError when the
+ * directory cannot be listed.
+ */
+export function pruneLayerMeasures(stateDir: string): number {
+  const dir = join(stateDir, 'layer-owners');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return 0;
+    throw systemError('cannot list', dir, error);
+  }
+  let dropped = 0;
+  for (const name of names) {
+    const file = join(dir, name);
+    let holds = false;
+    try {
+      holds = measureHolds(JSON.parse(readFileSync(file, 'utf8')) as LayerRecord);
+    } catch {
+      // cut short or not ours: dropped like a measure of a layer gone
+    }
+    if (holds) continue;
+    rmSync(file, { force: true });
+    dropped += 1;
+  }
+  return dropped;
 }
 
 /**

@@ -1,10 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chownSync, lchownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../lib/errors';
-import { highestIds, idsForTree } from '../../lib/rootfs/owners';
+import { highestIds, idsForTree, pruneLayerMeasures } from '../../lib/rootfs/owners';
 import { rejects } from '../helpers/assert-error';
 import { rootSkipReason, skippedUnless } from '../helpers/skip';
 
@@ -102,6 +102,20 @@ overlay("a lower directory kept up to date by hand (podman --rootfs DIR:O: 'the 
   assert.is(await ids(), 70001, 'a range of 1 id for a tree with a file of uid 70000: the shift refuses, or the idmapped file shows as nobody');
 });
 
+overlay('gc drops the measures of layers removed or made again, and keeps the others', async () => {
+  const [rootfs, upper, kept, gone, state] = ['merged', 'upper', 'overlay/aa/diff', 'overlay/bb/diff', 'state'].map((d) => join(work, d));
+  for (const d of [rootfs, upper, kept, gone]) mkdirSync(d, { recursive: true });
+  const mountinfo = join(work, 'mountinfo');
+  writeFileSync(mountinfo, `100 1 0:50 / ${rootfs} rw,relatime - overlay overlay rw,lowerdir=${kept}:${gone},upperdir=${upper},workdir=${join(work, 'work')}\n`);
+  await idsForTree(rootfs, { stateDir: state, mountinfoPath: mountinfo });
+  assert.is(readdirSync(join(state, 'layer-owners')).length, 2);
+  assert.is(pruneLayerMeasures(state), 0, 'both layers are there');
+  rmSync(gone, { recursive: true });
+  writeFileSync(join(state, 'layer-owners', 'cut-short.json'), '{"pa');
+  assert.is(pruneLayerMeasures(state), 2, 'the removed layer\'s measure and a record cut short');
+  assert.is(readdirSync(join(state, 'layer-owners')).length, 1);
+  assert.is(pruneLayerMeasures(join(work, 'no-state')), 0);
+});
 overlay.run();
 
 owned.run();
