@@ -112,14 +112,14 @@ export async function guardContainer(opts: GuardOptions): Promise<GuardResult> {
     const same = existing !== undefined && sameIdMap(existing.uidMappings, uidMappings) && sameIdMap(existing.gidMappings, gidMappings);
     // The mark of this same run only (the shim's allocation, no process yet): an earlier run's says nothing of the tree now.
     const idmapped = opts.rootfsIdmapped ?? (same && existing.rootfsIdmapped === true && (existing.pid === undefined || existing.pid === opts.pid));
-    if (rootfs.rootfs !== undefined) await refuseRootfsInUse(entries, { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped, procRoot });
+    const use = rootfs.rootfs === undefined ? undefined : { id, rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped, procRoot };
+    if (use) await refuseRootfsInUse(entries, use);
     const { live, gone } = await partitionLive(
       entries.filter((e) => e.id !== id && overlaps(e, uidMappings, gidMappings)),
       procRoot,
     );
     const inNamespace = (e: RangeEntry) => ownNamespace !== undefined && e.pid !== undefined && userNamespaceInode(e.pid, procRoot) === ownNamespace;
     const joined = live.find(inNamespace);
-    const use = rootfs.rootfs === undefined ? undefined : { rootfs: rootfs.rootfs, tree: rootfs.rootfsTree, uidMappings, gidMappings, idmapped };
     const conflicts: RangesInUse[] = live.filter((e) => !inNamespace(e) && !(use && sharesOwnedTree(e, use)));
     // Checked when the range is registered; a container already registered with it was checked then.
     if (!same && !joined) {
