@@ -119,6 +119,17 @@ async function shimRemove(shim: string, ids: string[], env: Record<string, strin
   }
 }
 
+/** The host uid of container root in each of `ids`, each container having read a file only its root may read. */
+async function rootHostIds(ids: string[], logFile: string): Promise<Set<string>> {
+  const hosts = new Set<string>();
+  for (const id of ids) {
+    const read = await runc!.exec(id, ['/bin/sh', '-c', 'cat /etc/app.conf && cat /proc/self/uid_map']);
+    assert.is(read.exitCode, 0, `${id} reads a file only its root may read: ${read.all}\n${log(logFile)}`);
+    hosts.add(read.stdout.trim().split(/\s+/)[2]!);
+  }
+  return hosts;
+}
+
 test('a tree the shim idmapped for a running container is not shifted by oci-userns shift, through its path or a bind mount: refused, naming it; unshift leaves it as it is', async () => {
   // The shim's directory route: the raw tree behind a root-only directory; the hook then sees only the shim's private mount.
   const { rootfs, bundle, shim, config, env } = shimBundle('shim-in-use');
@@ -154,12 +165,7 @@ test('containers started from one bundle through the shim (runc\'s list and --ro
   const ids = [uniqueId('shared-a'), uniqueId('shared-b'), uniqueId('shared-c')];
   try {
     for (const id of ids) await shimStart(shim, bundle, id, env, config.logFile);
-    const hosts = new Set<string>();
-    for (const id of ids) {
-      const read = await runc!.exec(id, ['/bin/sh', '-c', 'cat /etc/app.conf && cat /proc/self/uid_map']);
-      assert.is(read.exitCode, 0, `${id} reads a file only its root may read: ${read.all}\n${log(config.logFile)}`);
-      hosts.add(read.stdout.trim().split(/\s+/)[2]!);
-    }
+    const hosts = await rootHostIds(ids, config.logFile);
     assert.is(hosts.size, 3, `each container has its own range: ${[...hosts].join(', ')}`);
     assert.is(execFileSync('stat', ['-c', '%u:%g', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), '0:0', 'the raw tree keeps its owners');
     const refused = await cli(config.path, ['shift', '--to', String(ELSEWHERE), rootfs]);
@@ -224,12 +230,7 @@ test('containers started through the shim from one bundle every host user can re
   const ids = [uniqueId('open-a'), uniqueId('open-b')];
   try {
     for (const id of ids) await shimStart(shim, bundle, id, env, config.logFile);
-    const maps = new Set<string>();
-    for (const id of ids) {
-      const read = await runc!.exec(id, ['/bin/sh', '-c', 'cat /etc/app.conf && cat /proc/self/uid_map']);
-      assert.is(read.exitCode, 0, `${id} reads a file only its root may read: ${read.all}\n${log(config.logFile)}`);
-      maps.add(read.stdout.trim().split(/\s+/)[2]!);
-    }
+    const maps = await rootHostIds(ids, config.logFile);
     assert.is(maps.size, 1, `one range: ${[...maps].join(', ')}`);
     assert.is(execFileSync('stat', ['-c', '%u', join(rootfs, 'etc', 'app.conf')], { encoding: 'utf8' }).trim(), [...maps][0], 'the tree is in that range');
     assert.match(log(config.logFile), `container ${ids[1]} shares the range of container ${ids[0]}`);
