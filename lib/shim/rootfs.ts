@@ -33,8 +33,9 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
   }
   // The range was allocated for an idmapped rootfs (rootfsIdmapped), which other idmapped containers may share: any other route owns the raw tree, so it is claimed before its owners change.
   const claim = () => claimRootfsOwners({ stateDir: config.stateDir, id, logger });
+  const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
   // The hook's quick check first: a tree shifted before (a bundle run again) costs no shift-engine load, and is never idmapped.
-  if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), { uid: entry.uidMappings, gid: entry.gidMappings }, config.stateDir)) {
+  if (config.shift.mode === 'auto' && alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) {
     await claim();
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     logger.debug('rootfs already shifted', { containerId: id, rootfs });
@@ -45,7 +46,6 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
     const elapsed = stopwatch();
     const shimRootfs = { rootfs, uidMappings: entry.uidMappings, gidMappings: entry.gidMappings, stateDir: config.stateDir, containerId: id, logger };
     // Under shift.method idmap a tree the shim cannot idmap fails the container before any claim: it will never own the raw tree.
-    const ownership = { uid: entry.uidMappings, gid: entry.gidMappings };
     const refuseChown = (reason: string) => {
       if (config.shift.method === 'idmap' && !alreadyShifted(resolveRootfs(rootfs, id), ownership, config.stateDir)) throw new HostError(`the rootfs ${rootfs} cannot be idmapped here (${reason})`, { containerId: id, path: rootfs, hint: 'set shift.method to auto (chown where idmap is refused) or chown' });
     };
@@ -55,7 +55,8 @@ export async function prepareRootfs(rootfs: string, entry: RangeEntry, id: strin
     const given = await applyShimRootfs(choice, shimRootfs, elapsed);
     if (given.route === 'directory') return given.rootPath;
     if (given.route === 'chown') refuseChown(given.reason);
-    await claim();
+    // Claimed above for any other route; a directory route the kernel refused comes to own the tree only now.
+    if (choice.route.route === 'directory') await claim();
     await openPathToRootfs(rootfs, who, { containerId: id, logger });
     if (given.route === 'overlay') return undefined;
     logger.info('the rootfs is not idmapped; shifting it with chown instead', { containerId: id, path: rootfs, reason: given.reason });
